@@ -1,0 +1,1 @@
+"""Everything a deployment sets: Settings, the destination registry file, the Celery configuration."""

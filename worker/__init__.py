@@ -1,0 +1,1 @@
+"""The running redox-rotator service: Celery app, CLI, Redox client, Redis store, sandbox."""

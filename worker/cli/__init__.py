@@ -1,0 +1,1 @@
+"""The `rotator` command line (Typer + Rich)."""

@@ -1,0 +1,137 @@
+"""One error tree for the whole service; its shape is the retry policy.
+
+::
+
+    RotatorError
+    ├── UsageError                 bad settings, registry file or CLI input (exit 2)
+    │   └── ConfigError
+    ├── TransientError             retried: tenacity inside a call, then Celery retries
+    │   ├── RedoxUnavailable       timeout, connection error, 500/502/503/504
+    │   ├── RateLimited            429 (carries Retry-After when Redox sends one)
+    │   └── StoreUnavailable       Redis connection lost
+    ├── PermanentError             never retried; a rotation rolls back
+    │   ├── RedoxRejected          400, 403, 404, 409, 422, other 4xx
+    │   │   ├── RedoxAuthFailed    401 that survived one token refresh
+    │   │   └── RedoxNotFound      404
+    │   ├── BadRedoxResponse       non-JSON, missing payload, wrong types
+    │   ├── SecretSourceError      the secret source failed or returned garbage
+    │   ├── VerificationFailed     Redox does not show the new credential after the switch
+    │   └── DriftDetected          someone else changed the destination's credential
+    └── LockLost                   this worker lost its lease; stop without writing
+
+Messages are safe to log and publish: they never contain a response body, a header or
+a secret value, only status codes, ids and short reasons written by this service.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRedoxResponse",
+    "ConfigError",
+    "DriftDetected",
+    "LockLost",
+    "PermanentError",
+    "RateLimited",
+    "RedoxAuthFailed",
+    "RedoxNotFound",
+    "RedoxRejected",
+    "RedoxUnavailable",
+    "RotatorError",
+    "SecretSourceError",
+    "StoreUnavailable",
+    "TransientError",
+    "UsageError",
+    "VerificationFailed",
+    "error_class",
+]
+
+
+class RotatorError(Exception):
+    """Base of every error this service raises on purpose."""
+
+    #: Exit code the CLI uses when this error reaches it.
+    exit_code = 1
+
+
+class UsageError(RotatorError):
+    """Bad input from a person: CLI arguments, settings, registry file."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """Settings or a configuration file are invalid; ``problems`` lists each reason."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class TransientError(RotatorError):
+    """May succeed if tried again later."""
+
+
+class PermanentError(RotatorError):
+    """Trying again with the same input cannot succeed."""
+
+
+class RedoxUnavailable(TransientError):
+    """Redox did not answer in time, dropped the connection, or answered 5xx."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class RateLimited(TransientError):
+    """Redox answered 429; ``retry_after`` is its Retry-After in seconds, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.status = 429
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class StoreUnavailable(TransientError):
+    """Redis could not be reached."""
+
+
+class RedoxRejected(PermanentError):
+    """Redox refused the request (4xx other than 401-once and 429)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class RedoxAuthFailed(RedoxRejected):
+    """Redox refused our token even after one refresh, or refused the token request."""
+
+
+class RedoxNotFound(RedoxRejected):
+    """The destination or credential does not exist (404)."""
+
+
+class BadRedoxResponse(PermanentError):
+    """Redox answered 2xx with something we cannot parse."""
+
+
+class SecretSourceError(PermanentError):
+    """The secret source failed, timed out, or returned something unusable."""
+
+
+class VerificationFailed(PermanentError):
+    """After the switch Redox does not show the new credential on the destination."""
+
+
+class DriftDetected(PermanentError):
+    """The destination's credential is neither the one we recorded nor the one we made."""
+
+
+class LockLost(RotatorError):
+    """The single-flight lease expired or was taken over: stop without another write."""
+
+
+def error_class(exc: BaseException) -> str:
+    """Name of the error class, as published in events (``error.class``)."""
+    return type(exc).__name__
