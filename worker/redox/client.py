@@ -1,0 +1,323 @@
+"""The Redox Platform API client: one pooled ``httpx.Client`` per process, classified errors.
+
+Every call goes through the shared rate limiter (``pacer``), carries a cached bearer token
+(one refresh on a 401, then the 401 is permanent), reads at most ``MAX_REPLY_BYTES``, and
+maps the reply onto the error tree in :mod:`worker.errors`. Idempotent calls (GET, PATCH,
+DELETE) are retried with the tenacity policy; ``create_auth_credential`` is not, because a
+repeated POST makes a duplicate: the rotation workflow looks up by name before it retries.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import httpx
+
+from config.settings import RedoxSettings, RetrySettings
+from worker.errors import (
+    BadRedoxResponse,
+    RateLimited,
+    RedoxAuthFailed,
+    RedoxNotFound,
+    RedoxRejected,
+    RedoxUnavailable,
+)
+from worker.logging import redact_text
+from worker.redox.models import (
+    AuthCredential,
+    Destination,
+    Environment,
+    NewCredential,
+    parse_payload,
+    pick_list,
+    pick_object,
+    validate_model,
+)
+from worker.redox.retry import call_with_retry
+from worker.redox.token import TokenProvider
+
+__all__ = ["CallObserver", "Pacer", "RedoxClient"]
+
+#: Largest reply we read; a credential call never needs more (Redox's own cap is 10+ MB).
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+TRANSIENT_STATUSES = frozenset({408, 500, 502, 503, 504})
+
+#: Called after every HTTP exchange with (call kind, status or None, seconds).
+CallObserver = Callable[[str, int | None, float], None]
+
+
+class Pacer(Protocol):
+    """The shared Redox rate limiter as the client sees it."""
+
+    def acquire(self) -> float:
+        """Block until a request may be sent; return the seconds waited."""
+        ...
+
+    def throttled(self, retry_after: float | None) -> None:
+        """Redox answered 429: slow every worker down."""
+        ...
+
+
+class RedoxClient:
+    """Typed methods for the Platform API calls a rotation needs."""
+
+    def __init__(
+        self,
+        redox: RedoxSettings,
+        retry: RetrySettings,
+        *,
+        pacer: Pacer | None = None,
+        observer: CallObserver | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._base = redox.base_url
+        self._retry = retry
+        self._pacer = pacer
+        self._observer = observer
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(
+                connect=redox.connect_timeout,
+                read=redox.read_timeout,
+                write=redox.write_timeout,
+                pool=redox.pool_timeout,
+            ),
+            limits=httpx.Limits(
+                max_connections=redox.max_connections,
+                max_keepalive_connections=redox.max_connections,
+            ),
+            headers={"Accept": "application/json", "User-Agent": "redox-rotator/0.1"},
+            transport=transport,
+            follow_redirects=False,
+        )
+        self.tokens = TokenProvider(redox, self._http, before_request=self._pace)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._http.close()
+
+    # -- destinations -------------------------------------------------------------------
+
+    def get_destination(self, destination_id: str) -> Destination:
+        """GET /v1/destinations/{id}."""
+        what = f"GET destination {destination_id}"
+        payload = self._retried("get_destination", "GET", f"/v1/destinations/{destination_id}")
+        return validate_model(Destination, pick_object(payload, ("destination",), what), what)
+
+    def list_destinations(self, environment_id: str) -> list[Destination]:
+        """GET /v1/environments/{id}/destinations."""
+        what = f"list destinations of {environment_id}"
+        path = f"/v1/environments/{environment_id}/destinations"
+        payload = self._retried("list_destinations", "GET", path)
+        return [validate_model(Destination, item, what) for item in pick_list(payload, "destinations", what)]
+
+    def update_destination(self, destination_id: str, *, auth_credential: str) -> Destination:
+        """PATCH /v1/destinations/{id} with ``{"authCredential": ...}`` only (idempotent)."""
+        what = f"PATCH destination {destination_id}"
+        payload = self._retried(
+            "patch_destination",
+            "PATCH",
+            f"/v1/destinations/{destination_id}",
+            body={"authCredential": auth_credential},
+        )
+        return validate_model(Destination, pick_object(payload, ("destination",), what), what)
+
+    # -- auth credentials ---------------------------------------------------------------
+
+    def list_auth_credentials(self, environment_id: str) -> list[AuthCredential]:
+        """GET /v1/environments/{id}/authcredentials."""
+        what = f"list auth credentials of {environment_id}"
+        path = f"/v1/environments/{environment_id}/authcredentials"
+        payload = self._retried("list_credentials", "GET", path)
+        key = "credentials" if "credentials" in payload else "authCredentials"
+        items = pick_list(payload, key, what)
+        return [validate_model(AuthCredential, item, what) for item in items]
+
+    def get_auth_credential(self, credential_id: str) -> AuthCredential:
+        """GET /v1/authcredentials/{id} (path inferred, see redox-api.md §3)."""
+        what = f"GET auth credential {credential_id}"
+        payload = self._retried("get_credential", "GET", f"/v1/authcredentials/{credential_id}")
+        item = pick_object(payload, ("credential", "authCredential"), what)
+        return validate_model(AuthCredential, item, what)
+
+    def create_auth_credential(
+        self, credential: NewCredential, allowed_fields: tuple[str, ...]
+    ) -> AuthCredential:
+        """POST /v1/authcredentials, once (no retry: a repeated POST makes a duplicate)."""
+        what = f"create auth credential {credential.name}"
+        body = credential.body(allowed_fields)
+        payload = self._once("create_credential", "POST", "/v1/authcredentials", body, detail=False)
+        item = pick_object(payload, ("credential", "authCredential"), what)
+        return validate_model(AuthCredential, item, what)
+
+    def delete_auth_credential(self, credential_id: str) -> None:
+        """DELETE /v1/authcredentials/{id}; refused by Redox while a destination uses it."""
+        self._retried(
+            "delete_credential", "DELETE", f"/v1/authcredentials/{credential_id}", envelope=False
+        )
+
+    def list_auth_strategies(self) -> dict[str, tuple[str, ...]]:
+        """GET /v1/authcredentials/strategies -> strategy name -> its available fields."""
+        what = "list auth strategies"
+        payload = self._retried("list_strategies", "GET", "/v1/authcredentials/strategies")
+        strategies = payload.get("strategies")
+        result: dict[str, tuple[str, ...]] = {}
+        if isinstance(strategies, dict):
+            for name, spec in strategies.items():
+                fields = spec.get("availableFields") if isinstance(spec, dict) else None
+                if isinstance(fields, list):
+                    result[str(name)] = tuple(str(field) for field in fields)
+        if not result:
+            raise BadRedoxResponse(f"{what}: payload.strategies has no availableFields")
+        return result
+
+    def list_environments(self, organization_id: int) -> list[Environment]:
+        """GET /v1/organizations/{id}/environments."""
+        what = f"list environments of organization {organization_id}"
+        path = f"/v1/organizations/{organization_id}/environments"
+        payload = self._retried("list_environments", "GET", path)
+        return [validate_model(Environment, item, what) for item in pick_list(payload, "environments", what)]
+
+    # -- transport ----------------------------------------------------------------------
+
+    def _retried(
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        envelope: bool = True,
+    ) -> dict[str, Any]:
+        return call_with_retry(
+            self._retry, kind, lambda: self._once(kind, method, path, body, envelope=envelope)
+        )
+
+    def _once(
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        *,
+        envelope: bool = True,
+        detail: bool = True,
+    ) -> dict[str, Any]:
+        """One logical request: at most two HTTP exchanges (a 401 refreshes the token once)."""
+        what = f"{method} {path}"
+        for refreshed in (False, True):
+            token = self.tokens.token()
+            status, raw, headers = self._exchange(kind, method, path, body, token)
+            if status == 401 and not refreshed:
+                self.tokens.invalidate(token)
+                continue
+            return self._interpret(what, status, raw, headers, envelope=envelope, detail=detail)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pace(self) -> None:
+        if self._pacer is not None:
+            self._pacer.acquire()
+
+    def _exchange(
+        self, kind: str, method: str, path: str, body: dict[str, Any] | None, token: str
+    ) -> tuple[int, bytes, httpx.Headers]:
+        self._pace()
+        started = time.perf_counter()
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            with self._http.stream(method, self._base + path, json=body, headers=headers) as reply:
+                raw = _read_capped(reply, f"{method} {path}")
+                status, reply_headers = reply.status_code, reply.headers
+        except httpx.TimeoutException:
+            self._observe(kind, None, started)
+            raise RedoxUnavailable(f"{method} {path}: timed out") from None
+        except httpx.TransportError as exc:
+            self._observe(kind, None, started)
+            raise RedoxUnavailable(f"{method} {path}: {type(exc).__name__}") from None
+        self._observe(kind, status, started)
+        return status, raw, reply_headers
+
+    def _observe(self, kind: str, status: int | None, started: float) -> None:
+        if self._observer is not None:
+            self._observer(kind, status, time.perf_counter() - started)
+
+    def _interpret(
+        self,
+        what: str,
+        status: int,
+        raw: bytes,
+        headers: httpx.Headers,
+        *,
+        envelope: bool,
+        detail: bool,
+    ) -> dict[str, Any]:
+        if 200 <= status < 300:
+            if not envelope:
+                return {}
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                kind = headers.get("content-type", "unknown type").split(";")[0]
+                raise BadRedoxResponse(f"{what}: reply is not JSON ({kind})") from None
+            return parse_payload(data, what)
+        reason = _error_detail(raw) if detail else ""
+        suffix = f": {reason}" if reason else ""
+        if status == 429:
+            retry_after = _retry_after(headers.get("retry-after"))
+            if self._pacer is not None:
+                self._pacer.throttled(retry_after)
+            raise RateLimited(f"{what}: rate limited (429)", retry_after=retry_after)
+        if status in TRANSIENT_STATUSES:
+            raise RedoxUnavailable(f"{what}: Redox answered {status}", status=status)
+        if status == 401:
+            raise RedoxAuthFailed(f"{what}: 401 after a token refresh{suffix}", status=status)
+        if status == 404:
+            raise RedoxNotFound(f"{what}: not found (404){suffix}", status=status)
+        if 400 <= status < 600:
+            raise RedoxRejected(f"{what}: Redox answered {status}{suffix}", status=status)
+        raise BadRedoxResponse(f"{what}: unexpected status {status}")
+
+
+def _read_capped(reply: httpx.Response, what: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in reply.iter_bytes():
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            raise BadRedoxResponse(f"{what}: reply larger than {MAX_REPLY_BYTES // 1024} KiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_detail(raw: bytes) -> str:
+    """A short, redacted reason from a Redox error body (never the body itself)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return ""
+    message: Any = None
+    if isinstance(data, dict):
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            message = errors[0].get("message")
+        message = message or data.get("message") or data.get("error_description")
+    if not isinstance(message, str):
+        return ""
+    return redact_text(" ".join(message.split()))[:160]
