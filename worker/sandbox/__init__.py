@@ -1,0 +1,25 @@
+"""The Redox sandbox: a local, stateful, strict fake of the Redox Platform API.
+
+Follows ``docs/redox-api.md``: JWT client-assertion token endpoint, destinations and auth
+credentials under ``/platform``, a rolling rate limit, fault injection, and ``/_sandbox``
+control endpoints for tests, the demo and benchmarks.
+"""
+
+from __future__ import annotations
+
+from worker.sandbox.client import SandboxControl
+from worker.sandbox.config import FaultConfig, SandboxConfig
+from worker.sandbox.keys import KeyPair, generate_keypair
+from worker.sandbox.server import SandboxThread, create_app, run_sandbox, runtime_for
+
+__all__ = [
+    "FaultConfig",
+    "KeyPair",
+    "SandboxConfig",
+    "SandboxControl",
+    "SandboxThread",
+    "create_app",
+    "generate_keypair",
+    "run_sandbox",
+    "runtime_for",
+]

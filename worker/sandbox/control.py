@@ -1,0 +1,180 @@
+"""The ``/_sandbox`` control endpoints (no auth): faults, rate limit, journal, state, seeding.
+
+For tests, the demo and benchmarks only; they bypass the Platform API's rules on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from worker.sandbox.config import FaultConfig
+from worker.sandbox.runtime import runtime_of
+
+__all__ = ["control_routes"]
+
+
+def _bad(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("body must be a JSON object")
+    return data
+
+
+async def faults(request: Request) -> Response:
+    """GET the fault config; PUT replaces it; PATCH merges into it."""
+    runtime = runtime_of(request)
+    if request.method != "GET":
+        try:
+            data = await _body(request)
+            if request.method == "PUT":
+                runtime.faults = FaultConfig.from_dict(data)
+            else:
+                runtime.faults = runtime.faults.merged(data)
+        except ValueError as exc:
+            return _bad(str(exc))
+    return JSONResponse(runtime.faults.to_dict())
+
+
+async def ratelimit(request: Request) -> Response:
+    """GET or PUT ``{requests, window_seconds, send_retry_after}`` (requests null = off)."""
+    runtime = runtime_of(request)
+    if request.method == "PUT":
+        try:
+            data = await _body(request)
+        except ValueError as exc:
+            return _bad(str(exc))
+        unknown = sorted(set(data) - {"requests", "window_seconds", "send_retry_after"})
+        requests = data.get("requests")
+        window = data.get("window_seconds", runtime.limiter.window_seconds)
+        retry_after = data.get("send_retry_after", False)
+        if unknown:
+            return _bad(f"unknown rate limit setting(s): {', '.join(unknown)}")
+        if requests is not None and (not isinstance(requests, int) or requests <= 0):
+            return _bad("requests must be a positive integer or null")
+        if not isinstance(window, int | float) or window <= 0:
+            return _bad("window_seconds must be a positive number")
+        if not isinstance(retry_after, bool):
+            return _bad("send_retry_after must be a boolean")
+        runtime.set_rate_limit(requests, float(window), send_retry_after=retry_after)
+    return JSONResponse(runtime.limiter.settings())
+
+
+async def journal(request: Request) -> Response:
+    """GET entries (``?since=<index>``) with summary counts; DELETE clears the journal."""
+    runtime = runtime_of(request)
+    if request.method == "DELETE":
+        runtime.journal.clear()
+        return JSONResponse({"cleared": True})
+    try:
+        since = int(request.query_params.get("since", "0"))
+    except ValueError:
+        return _bad("since must be an integer")
+    return JSONResponse(runtime.journal.view(since))
+
+
+async def state(request: Request) -> Response:
+    """Environments, destinations, credentials (no secrets) and tokens issued."""
+    return JSONResponse(runtime_of(request).state.snapshot())
+
+
+async def secret_values(request: Request) -> Response:
+    """Test-only: every stored secret value, keyed by credential or destination id."""
+    return JSONResponse(runtime_of(request).state.secret_values())
+
+
+async def seed(request: Request) -> Response:
+    """POST ``{count, environment_flag?}``: destinations with their own OAuth credentials."""
+    runtime = runtime_of(request)
+    try:
+        data = await _body(request)
+        count = data.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValueError("count must be an integer >= 0")
+        flag = data.get("environment_flag")
+        if flag is not None and not isinstance(flag, str):
+            raise ValueError("environment_flag must be a string")
+        ids = runtime.state.seed(count, flag)
+    except ValueError as exc:
+        return _bad(str(exc))
+    return JSONResponse({"destination_ids": ids}, status_code=201)
+
+
+async def reset(request: Request) -> Response:
+    """Empty destinations, credentials, tokens and the journal; keep keys, config, faults."""
+    runtime = runtime_of(request)
+    runtime.state.reset()
+    runtime.journal.clear()
+    return JSONResponse({"reset": True})
+
+
+async def drift(request: Request) -> Response:
+    """POST ``{destination_id, authCredential?}``: re-point a destination like a dashboard edit."""
+    runtime = runtime_of(request)
+    try:
+        data = await _body(request)
+    except ValueError as exc:
+        return _bad(str(exc))
+    dest_id = data.get("destination_id")
+    if dest_id not in runtime.state.destinations:
+        return _bad("unknown destination_id", 404)
+    cred_id = data.get("authCredential")
+    if cred_id is not None and not isinstance(cred_id, str):
+        return _bad("authCredential must be a string")
+    new_id = runtime.state.drift(dest_id, cred_id)
+    return JSONResponse({"destination_id": dest_id, "authCredential": new_id})
+
+
+async def keys(request: Request) -> Response:
+    """GET the accepted client id / kid; PUT ``{public_key_pem, key_id?, client_id?}``."""
+    runtime = runtime_of(request)
+    if request.method == "PUT":
+        try:
+            data = await _body(request)
+            pem = data.get("public_key_pem")
+            if not isinstance(pem, str):
+                raise ValueError("public_key_pem must be a PEM string")
+            runtime.set_public_key(pem.encode())
+        except ValueError as exc:
+            return _bad(str(exc))
+        runtime.key_id = str(data.get("key_id", runtime.key_id))
+        runtime.client_id = str(data.get("client_id", runtime.client_id))
+    return JSONResponse(
+        {
+            "client_id": runtime.client_id,
+            "key_id": runtime.key_id,
+            "has_public_key": runtime.public_key_pem is not None,
+        }
+    )
+
+
+async def health(request: Request) -> Response:
+    """Liveness."""
+    return JSONResponse({"status": "ok"})
+
+
+def control_routes() -> list[Route]:
+    """Routes relative to /_sandbox."""
+    return [
+        Route("/faults", faults, methods=["GET", "PUT", "PATCH"]),
+        Route("/ratelimit", ratelimit, methods=["GET", "PUT"]),
+        Route("/journal", journal, methods=["GET", "DELETE"]),
+        Route("/state", state, methods=["GET"]),
+        Route("/secrets", secret_values, methods=["GET"]),
+        Route("/seed", seed, methods=["POST"]),
+        Route("/reset", reset, methods=["POST"]),
+        Route("/drift", drift, methods=["POST"]),
+        Route("/keys", keys, methods=["GET", "PUT"]),
+        Route("/health", health, methods=["GET"]),
+    ]

@@ -1,0 +1,92 @@
+"""What reached the sandbox: one entry per token/platform request, with a kind and a status."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Journal", "JournalEntry", "classify"]
+
+_ID = r"[^/]+"
+_KINDS: list[tuple[str, re.Pattern[str], str]] = [
+    (m, re.compile(p), k)
+    for m, p, k in [
+        ("POST", r"/v2/auth/token", "token"),
+        ("GET", rf"/platform/v1/organizations/{_ID}/environments", "list_environments"),
+        ("GET", rf"/platform/v1/environments/{_ID}/destinations", "list_destinations"),
+        ("GET", rf"/platform/v1/environments/{_ID}/authcredentials", "list_credentials"),
+        ("GET", rf"/platform/v1/destinations/{_ID}", "get_destination"),
+        ("PATCH", rf"/platform/v1/destinations/{_ID}", "patch_destination"),
+        ("GET", r"/platform/v1/authcredentials/strategies", "list_strategies"),
+        ("POST", r"/platform/v1/authcredentials", "create_credential"),
+        ("GET", rf"/platform/v1/authcredentials/{_ID}", "get_credential"),
+        ("PATCH", rf"/platform/v1/authcredentials/{_ID}", "patch_credential"),
+        ("DELETE", rf"/platform/v1/authcredentials/{_ID}", "delete_credential"),
+    ]
+]
+
+#: Status recorded when the client went away before the sandbox answered (as nginx does).
+CLIENT_CLOSED = 499
+
+
+def classify(method: str, path: str) -> str:
+    """Name of the operation a request is, e.g. ``patch_destination``; ``other`` if unknown."""
+    trimmed = path.rstrip("/") or "/"
+    for want, pattern, kind in _KINDS:
+        if method == want and pattern.fullmatch(trimmed):
+            return kind
+    return "other"
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One request as the sandbox answered it."""
+
+    ts: float
+    method: str
+    path: str
+    status: int
+    kind: str
+    #: Why a non-routed answer was given: "ratelimit", "fault", "hang", "malformed" or "".
+    cause: str = ""
+
+
+class Journal:
+    """Append-only list of entries; readers page through it with ``since``."""
+
+    def __init__(self) -> None:
+        self._entries: list[JournalEntry] = []
+        self._offset = 0  # index of _entries[0]; grows when cleared
+
+    def record(self, method: str, path: str, status: int, cause: str = "") -> None:
+        """Append one entry."""
+        self._entries.append(
+            JournalEntry(time.time(), method, path, status, classify(method, path), cause)
+        )
+
+    def clear(self) -> None:
+        """Drop every entry; indexes keep growing so old ``since`` values stay meaningful."""
+        self._offset += len(self._entries)
+        self._entries.clear()
+
+    def view(self, since: int = 0) -> dict[str, Any]:
+        """Entries from index ``since`` on, ``next`` index, and counts by kind and status."""
+        start = max(since - self._offset, 0)
+        entries = self._entries[start:]
+        by_kind = Counter(e.kind for e in entries)
+        by_status = Counter(str(e.status) for e in entries)
+        by_kind_status = Counter(f"{e.kind}:{e.status}" for e in entries)
+        return {
+            "since": self._offset + start,
+            "next": self._offset + len(self._entries),
+            "entries": [asdict(e) for e in entries],
+            "summary": {
+                "total": len(entries),
+                "by_kind": dict(by_kind),
+                "by_status": dict(by_status),
+                "by_kind_status": dict(by_kind_status),
+            },
+        }
