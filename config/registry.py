@@ -1,0 +1,441 @@
+"""The destination registry file (TOML): which destinations rotate, how often, and how.
+
+Layers resolve most specific first: ``[[destinations]]`` entry, then
+``[environments."<id>"]``, then ``[defaults]``, then the built-in defaults below. A layer
+that sets ``interval`` or ``cron`` replaces the schedule of the layers under it.
+
+:func:`load_registry` reports every problem at once as one line each (file, entry, field,
+reason) inside a :class:`~worker.errors.ConfigError`. Unknown keys are errors, never ignored.
+See ``examples/registry.toml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from croniter import croniter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from config.durations import parse_duration, parse_window
+from worker.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_GRACE_SECONDS",
+    "MIN_INTERVAL_SECONDS",
+    "CommandSource",
+    "DestinationEntry",
+    "DestinationPolicy",
+    "GenerateSource",
+    "HttpSource",
+    "PolicyFields",
+    "Registry",
+    "RegistryFile",
+    "SecretSourceSpec",
+    "load_registry",
+    "parse_registry",
+]
+
+MIN_INTERVAL_SECONDS = 60.0
+DEFAULT_GRACE_SECONDS = 24 * 3600.0
+_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def _check_id(value: str) -> str:
+    if not _ID.fullmatch(value):
+        raise ValueError(f"bad id {value!r} (use 1-64 letters, digits or '-')")
+    return value
+
+
+def _duration(value: object, *, allow_zero: bool = False) -> float:
+    """A duration from TOML (string or whole seconds) or from JSON (float seconds)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected a duration like '30d', got {_toml_type(value)}")
+    if isinstance(value, str):
+        return parse_duration(value, allow_zero=allow_zero)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"bad duration {value!r} (must be finite and not negative)")
+    if value == 0 and not allow_zero:
+        raise ValueError(f"bad duration {value!r} (must be more than zero)")
+    return float(value)
+
+
+def _grace(value: object) -> float:
+    return _duration(value, allow_zero=True)
+
+
+#: A duration field: "20s", 20 (TOML) or 20.0 (JSON); more than zero.
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class GenerateSource(_Strict):
+    """Generate a random secret inside the worker."""
+
+    kind: Literal["generate"] = "generate"
+    length: int = Field(48, ge=16, le=512, strict=True)
+
+
+class CommandSource(_Strict):
+    """Run a command; its stdout (stripped) is the new secret."""
+
+    kind: Literal["command"]
+    command: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    timeout: Duration = 20.0
+
+
+class HttpSource(_Strict):
+    """POST to a URL with a bearer token read from the env var ``token_env``."""
+
+    kind: Literal["http"]
+    url: str
+    token_env: str
+    timeout: Duration = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an absolute https URL, got {value!r}")
+        if parts.scheme == "http" and not _is_local(parts.hostname):
+            raise ValueError(f"must use https (http only for 127.0.0.1/localhost), got {value!r}")
+        return value
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, value: str) -> str:
+        if not _ENV_NAME.fullmatch(value):
+            raise ValueError(f"must be the name of an environment variable, got {value!r}")
+        return value
+
+
+def _is_local(host: str) -> bool:
+    if host in _LOCAL_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+SecretSourceSpec = Annotated[
+    GenerateSource | CommandSource | HttpSource, Field(discriminator="kind")
+]
+
+
+class PolicyFields(_Strict):
+    """One layer of policy (``[defaults]``, an environment); unset fields fall through."""
+
+    interval: float | None = None
+    cron: str | None = None
+    window: tuple[int, int] | None = None
+    grace: Annotated[float, BeforeValidator(_grace)] | None = None
+    retire_foreign: bool | None = Field(None, strict=True)
+    secret_source: SecretSourceSpec | None = None
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, value: object) -> float | None:
+        if value is None:
+            return None
+        seconds = _duration(value)
+        if seconds < MIN_INTERVAL_SECONDS:
+            raise ValueError(f"{value!r} is shorter than the minimum of 60s")
+        return seconds
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: object) -> tuple[int, int] | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"expected a window like '02:00-05:00', got {_toml_type(value)}")
+        return parse_window(value)
+
+    @field_validator("cron", mode="before")
+    @classmethod
+    def _cron(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        fields = value.split()
+        if len(fields) != 5 or not croniter.is_valid(" ".join(fields)):
+            raise ValueError(f"bad cron {value!r} (use 5 fields in UTC, e.g. '0 3 * * 1')")
+        return " ".join(fields)
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> PolicyFields:
+        if self.interval is not None and self.cron is not None:
+            raise ValueError("interval/cron: set one of interval or cron, not both")
+        return self
+
+
+class DestinationEntry(PolicyFields):
+    """One ``[[destinations]]`` entry: a destination plus its overrides."""
+
+    id: str
+    environment: str
+    name: str | None = None
+    paused: bool = Field(False, strict=True)
+    enabled: bool = Field(True, strict=True)
+
+    @field_validator("id", "environment")
+    @classmethod
+    def _ids(cls, value: str) -> str:
+        return _check_id(value)
+
+
+class RegistryFile(_Strict):
+    """The whole file as written (before resolution)."""
+
+    defaults: PolicyFields = PolicyFields()
+    environments: dict[Annotated[str, AfterValidator(_check_id)], PolicyFields] = Field(
+        default_factory=dict
+    )
+    destinations: list[DestinationEntry] = Field(default_factory=list)
+
+
+class DestinationPolicy(BaseModel):
+    """The resolved policy of one destination (stored in Redis as JSON)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    destination_id: str
+    environment_id: str
+    name: str | None = None
+    interval_seconds: float | None = None
+    cron: str | None = None
+    window: tuple[int, int] | None = None
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+    retire_foreign: bool = False
+    secret_source: SecretSourceSpec = GenerateSource()
+    paused: bool = False
+    enabled: bool = True
+
+    @field_validator("window")
+    @classmethod
+    def _window_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and (not all(0 <= m < 1440 for m in value) or value[0] == value[1]):
+            raise ValueError(f"bad window {value!r} (minutes of the day, start != end)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> DestinationPolicy:
+        if (self.interval_seconds is None) == (self.cron is None):
+            raise ValueError("exactly one of interval_seconds or cron must be set")
+        return self
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the destination belongs on the schedule (enabled and not paused)."""
+        return self.enabled and not self.paused
+
+    def schedule_key(self) -> tuple[float | None, str | None, tuple[int, int] | None]:
+        """The fields that decide due times; a change here means recompute the due time."""
+        return (self.interval_seconds, self.cron, self.window)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A loaded, valid registry file."""
+
+    source: str
+    file: RegistryFile
+    _policies: tuple[DestinationPolicy, ...]
+
+    def policies(self) -> list[DestinationPolicy]:
+        """Every destination's resolved policy, in file order."""
+        return list(self._policies)
+
+
+def load_registry(path: Path) -> Registry:
+    """Read and validate the registry at ``path``; raise ConfigError, one line per problem."""
+    source = str(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: registry file does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a directory, not a registry file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read registry file: {exc.strerror}") from None
+    return parse_registry(text, source)
+
+
+def parse_registry(text: str, source: str = "registry.toml") -> Registry:
+    """Validate registry TOML ``text``; ``source`` names the file in error lines."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: TOML syntax error: {exc}") from None
+    problems = [f"{source}: {line}" for line in _duplicate_ids(data)]
+    try:
+        parsed = RegistryFile.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: {_describe(err, data)}" for err in exc.errors()]
+        raise ConfigError([_one_line(p) for p in lines + problems]) from None
+    policies: list[DestinationPolicy] = []
+    for index, entry in enumerate(parsed.destinations):
+        try:
+            policies.append(_resolve(entry, parsed))
+        except ValueError as exc:
+            problems.append(f"{source}: destinations[{index}] (id={entry.id}): {exc}")
+    if problems:
+        raise ConfigError([_one_line(p) for p in problems])
+    return Registry(source, parsed, tuple(policies))
+
+
+def _resolve(entry: DestinationEntry, file: RegistryFile) -> DestinationPolicy:
+    env = file.environments.get(entry.environment, PolicyFields())
+    layers = (entry, env, file.defaults)  # most specific first
+
+    def pick(name: str) -> Any:
+        return next((v for v in (getattr(x, name) for x in layers) if v is not None), None)
+
+    schedule = next((x for x in layers if x.interval is not None or x.cron is not None), None)
+    if schedule is None:
+        raise ValueError(
+            "interval/cron: none set (set one in [defaults], the environment or the entry)"
+        )
+    grace = pick("grace")
+    retire_foreign = pick("retire_foreign")
+    source = pick("secret_source")
+    return DestinationPolicy(
+        destination_id=entry.id,
+        environment_id=entry.environment,
+        name=entry.name,
+        interval_seconds=schedule.interval,
+        cron=schedule.cron,
+        window=pick("window"),
+        grace_seconds=DEFAULT_GRACE_SECONDS if grace is None else grace,
+        retire_foreign=bool(retire_foreign),
+        secret_source=source if source is not None else GenerateSource(),
+        paused=entry.paused,
+        enabled=entry.enabled,
+    )
+
+
+def _duplicate_ids(data: Mapping[str, Any]) -> list[str]:
+    entries = data.get("destinations")
+    if not isinstance(entries, list):
+        return []
+    first: dict[str, int] = {}
+    lines: list[str] = []
+    for index, entry in enumerate(entries):
+        ident = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(ident, str):
+            continue
+        if ident in first:
+            lines.append(
+                f"destinations[{index}] (id={ident}): id: duplicate of destinations[{first[ident]}]"
+            )
+        else:
+            first[ident] = index
+    return lines
+
+
+_KINDS = {"generate", "command", "http"}
+_EXPECTED = {
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "list_type": "an array",
+    "tuple_type": "an array",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+}
+
+
+def _describe(err: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+    """One pydantic error as ``entry: field: reason``."""
+    entry, field = _split_loc(err.get("loc", ()), data)
+    kind = str(err.get("type", ""))
+    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        parent, _, key = field.rpartition(".")
+        return f"{entry}: {parent + ': ' if parent else ''}unknown key '{key}'"
+    if kind == "missing":
+        message = "required key is missing"
+    elif kind == "union_tag_not_found":
+        message = "missing 'kind' (one of generate, command, http)"
+    elif kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag", "?")
+        message = f"unknown kind {tag!r} (one of generate, command, http)"
+    elif kind == "too_short":
+        message = "must not be empty"
+    elif kind in _EXPECTED:
+        message = f"expected {_EXPECTED[kind]}, got {_toml_type(err.get('input'))}"
+    elif kind.endswith(("_type", "_parsing")):
+        message = f"{message.rstrip('.')}, got {_toml_type(err.get('input'))}"
+    if field in ("", "[key]") or message.startswith("interval/cron:"):
+        return f"{entry}: {message}"
+    return f"{entry}: {field}: {message}"
+
+
+def _split_loc(loc: Sequence[str | int], data: Mapping[str, Any]) -> tuple[str, str]:
+    """``("destinations", 3, "interval")`` -> ``("destinations[3] (id=x)", "interval")``."""
+    if not loc:
+        return "top level", ""
+    head, rest = str(loc[0]), list(loc[1:])
+    if head == "destinations" and rest and isinstance(rest[0], int):
+        index = int(rest.pop(0))
+        entries = data.get("destinations")
+        raw = entries[index] if isinstance(entries, list) and index < len(entries) else None
+        ident = raw.get("id") if isinstance(raw, dict) else None
+        entry = f"destinations[{index}]"
+        if isinstance(ident, str) and _ID.fullmatch(ident):
+            entry += f" (id={ident})"
+    elif head == "environments" and rest:
+        entry = f'environments."{rest.pop(0)}"'
+    elif head in ("defaults", "environments", "destinations"):
+        entry = head
+    else:
+        entry, rest = "top level", [head, *rest]
+    field = ""
+    for i, part in enumerate(rest):
+        if i > 0 and rest[i - 1] == "secret_source" and part in _KINDS:
+            continue  # the discriminated-union tag pydantic puts in the path
+        if isinstance(part, int):
+            field += f"[{part}]"
+        else:
+            field += f".{part}" if field else str(part)
+    return entry, field
+
+
+def _one_line(text: str) -> str:
+    """Escape control characters (a key or value may hold a newline) to keep one line."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
+def _toml_type(value: object) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string"}
+    names.update({dict: "table", list: "array"})
+    return names.get(type(value), type(value).__name__)

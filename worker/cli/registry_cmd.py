@@ -1,0 +1,118 @@
+"""``rotator registry check FILE`` and ``rotator registry sync [FILE]``.
+
+``check`` validates a registry file and shows the resolved policies; ``sync`` loads it
+into the Redis schedule. Errors are raised (ConfigError, UsageError, StoreUnavailable) and
+mapped by :func:`worker.cli.common.run_cli` to one line per problem on stderr and exit 2/1.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Annotated
+
+import redis
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config.durations import format_duration, format_window
+from config.registry import DestinationPolicy, Registry, load_registry
+from worker.cli.common import open_redis, settings_or_exit
+from worker.errors import StoreUnavailable, UsageError
+from worker.scheduling.store import ScheduleStore
+from worker.store.keys import Keys
+
+__all__ = ["policy_table", "register"]
+
+registry_app = typer.Typer(
+    name="registry",
+    help="Check the destination registry file and load it into the schedule.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``registry`` command group to the main app."""
+    app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("check")
+def check(
+    file: Annotated[Path, typer.Argument(help="Registry TOML file to validate.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, summary only.")] = False,
+) -> None:
+    """Validate FILE and show each destination's resolved policy."""
+    registry = load_registry(file)
+    policies = registry.policies()
+    if not quiet:
+        Console().print(policy_table(policies))
+    typer.echo(_summary(registry))
+
+
+@registry_app.command("sync")
+def sync(
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="Registry TOML file (default: ROTATOR_REGISTRY_PATH)."),
+    ] = None,
+) -> None:
+    """Load the registry into the Redis schedule (adds, updates, removes, pauses)."""
+    settings = settings_or_exit()
+    path = file or settings.registry_path
+    if path is None:
+        raise UsageError("no registry file: pass FILE or set ROTATOR_REGISTRY_PATH")
+    registry = load_registry(path)
+    client = open_redis(settings)
+    try:
+        report = ScheduleStore(client, Keys(settings.key_prefix)).sync(
+            registry.policies(),
+            time.time(),
+            random.SystemRandom(),
+            catchup_seconds=settings.scheduler.catchup_seconds,
+        )
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"cannot sync the schedule to Redis: {exc}") from None
+    finally:
+        client.close()
+    typer.echo(_summary(registry))
+    typer.echo(f"synced: {report}")
+
+
+def _summary(registry: Registry) -> str:
+    policies = registry.policies()
+    paused = sum(1 for p in policies if p.paused and p.enabled)
+    disabled = sum(1 for p in policies if not p.enabled)
+    extra = f", {disabled} disabled" if disabled else ""
+    return f"OK: {len(policies)} destinations ({paused} paused{extra})"
+
+
+def policy_table(policies: list[DestinationPolicy]) -> Table:
+    """A Rich table of resolved policies (no secrets: the registry holds none)."""
+    table = Table(title="Resolved destination policies")
+    table.add_column("destination", no_wrap=True, min_width=36)
+    table.add_column("environment", overflow="fold")
+    for column in ("name", "schedule", "window (UTC)", "grace", "retire foreign"):
+        table.add_column(column)
+    for column in ("secret source", "state"):
+        table.add_column(column)
+    for p in policies:
+        schedule = (
+            f"every {format_duration(p.interval_seconds)}"
+            if p.interval_seconds is not None
+            else f"cron {p.cron}"
+        )
+        state = "disabled" if not p.enabled else "paused" if p.paused else "active"
+        table.add_row(
+            p.destination_id,
+            p.environment_id,
+            p.name or "",
+            schedule,
+            format_window(p.window) if p.window else "any time",
+            format_duration(p.grace_seconds),
+            "yes" if p.retire_foreign else "no",
+            p.secret_source.kind,
+            state,
+        )
+    return table
