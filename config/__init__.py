@@ -1,1 +1,1 @@
-"""Everything a deployment sets: Settings, the destination registry file, the Celery configuration."""
+"""Everything a deployment sets: Settings, the destination registry, the Celery configuration."""

@@ -261,7 +261,7 @@ def load_settings(**overrides: object) -> Settings:
     """Read settings from env and ``.env``; raise ConfigError with one line per problem."""
     env_file = os.environ.get("ROTATOR_ENV_FILE", ".env")
     try:
-        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError([_describe(err) for err in exc.errors()]) from None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -124,7 +124,7 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
 @contextmanager
 def bind_rotation(rotation_id: str, destination_id: str) -> Iterator[None]:
     """Bind rotation_id and destination_id to every log line inside the block."""
-    tokens: MutableMapping[str, Any] = structlog.contextvars.bind_contextvars(
+    tokens = structlog.contextvars.bind_contextvars(
         rotation_id=rotation_id, destination_id=destination_id
     )
     try:

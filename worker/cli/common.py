@@ -23,7 +23,7 @@ __all__ = [
     "settings_or_exit",
 ]
 
-console = Console()
+console = Console(soft_wrap=True, highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")

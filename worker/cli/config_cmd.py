@@ -27,12 +27,14 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
                 walk(env_name + "__", value)
             elif isinstance(value, SecretStr):
                 secret = value.get_secret_value()
-                rows[env_name] = mask_url(secret) if name.endswith("url") else (
-                    "***" if secret else ""
+                rows[env_name] = (
+                    mask_url(secret) if name.endswith("url") else ("***" if secret else "")
                 )
             else:
-                rows[env_name] = value if isinstance(value, int | float | bool) else (
-                    "" if value is None else str(value)
+                rows[env_name] = (
+                    value
+                    if isinstance(value, int | float | bool)
+                    else ("" if value is None else str(value))
                 )
 
     walk("ROTATOR_", settings.model_dump())

@@ -112,7 +112,10 @@ class RedoxClient:
         what = f"list destinations of {environment_id}"
         path = f"/v1/environments/{environment_id}/destinations"
         payload = self._retried("list_destinations", "GET", path)
-        return [validate_model(Destination, item, what) for item in pick_list(payload, "destinations", what)]
+        return [
+            validate_model(Destination, item, what)
+            for item in pick_list(payload, "destinations", what)
+        ]
 
     def update_destination(self, destination_id: str, *, auth_credential: str) -> Destination:
         """PATCH /v1/destinations/{id} with ``{"authCredential": ...}`` only (idempotent)."""
@@ -179,7 +182,10 @@ class RedoxClient:
         what = f"list environments of organization {organization_id}"
         path = f"/v1/organizations/{organization_id}/environments"
         payload = self._retried("list_environments", "GET", path)
-        return [validate_model(Environment, item, what) for item in pick_list(payload, "environments", what)]
+        return [
+            validate_model(Environment, item, what)
+            for item in pick_list(payload, "environments", what)
+        ]
 
     # -- transport ----------------------------------------------------------------------
 

@@ -20,8 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from config.settings import RedoxSettings
-from worker.errors import BadRedoxResponse, ConfigError, RateLimited, RedoxAuthFailed
-from worker.errors import RedoxUnavailable
+from worker.errors import (
+    BadRedoxResponse,
+    ConfigError,
+    RateLimited,
+    RedoxAuthFailed,
+    RedoxUnavailable,
+)
 from worker.logging import get_logger
 
 __all__ = ["TokenProvider", "build_assertion"]

@@ -22,7 +22,7 @@ from worker.sandbox.runtime import DOCUMENTED_LIMIT, SandboxRuntime
 
 __all__ = ["TrafficMiddleware", "malform"]
 
-TOKEN_PATH = "/v2/auth/token"  # noqa: S105 - a path, not a secret
+TOKEN_PATH = "/v2/auth/token"
 PLATFORM_PREFIX = "/platform"
 HUGE_BYTES = 11 * 1024 * 1024  # above the 10 MB Redox documents for 413
 

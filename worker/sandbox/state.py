@@ -14,7 +14,7 @@ from worker.sandbox.validation import SECRET_FIELDS, STRATEGIES, has_name
 
 __all__ = ["Credential", "Destination", "Environment", "SandboxState", "iso_now"]
 
-SEED_TOKEN_URL = "https://auth.example.test/oauth2/token"  # noqa: S105 - a URL
+SEED_TOKEN_URL = "https://auth.example.test/oauth2/token"
 
 
 def iso_now() -> str:

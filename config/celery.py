@@ -1,0 +1,68 @@
+"""The Celery configuration, derived from Settings; each choice says why in one line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.settings import Settings
+
+__all__ = ["HOUSEKEEPING_QUEUE", "ROTATION_QUEUE", "celery_config"]
+
+#: Rotations and housekeeping (scheduling, retirement) on separate queues, so a fleet
+#: rotation never delays the beat's due scan; one worker consumes both by default.
+ROTATION_QUEUE = "rotations"
+HOUSEKEEPING_QUEUE = "housekeeping"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for the worker, beat and Flower (see celery-and-style.md A2/A8)."""
+    c = settings.celery
+    visibility = {"visibility_timeout": int(c.visibility_timeout)}
+    return {
+        "broker_url": settings.redis_dsn,
+        "result_backend": settings.redis_dsn,
+        # Only JSON on the wire: pickle from a shared broker is remote code execution.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Ack after the task returns: a worker killed mid-rotation leaves the message to redeliver.
+        "task_acks_late": True,
+        # ...and a pool child killed by SIGKILL/OOM requeues instead of acking (tasks idempotent).
+        "task_reject_on_worker_lost": True,
+        # One reserved message per slot: nothing sits prefetched in a worker that dies.
+        "worker_prefetch_multiplier": 1,
+        # Soft < hard < visibility timeout: a running task is never redelivered while it runs.
+        "task_soft_time_limit": c.soft_time_limit,
+        "task_time_limit": c.time_limit,
+        "broker_transport_options": visibility,
+        "result_backend_transport_options": visibility,
+        # Keep retrying the broker at start (compose starts Redis and the worker together).
+        "broker_connection_retry_on_startup": True,
+        # A late-ack task whose broker connection dropped would run twice: cancel it instead.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Task events on, so Flower sees every task (sent, started, succeeded, retried...).
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        # Results are ids and outcomes only; nobody needs them for long.
+        "task_ignore_result": False,
+        "result_expires": int(c.result_expires),
+        "result_extended": False,  # would copy task args into the backend
+        # Recycle pool children now and then: cheap insurance against slow leaks.
+        "worker_max_tasks_per_child": c.max_tasks_per_child,
+        "worker_max_memory_per_child": 400_000,  # KiB
+        # Health checks on idle Redis connections so a dead socket is noticed.
+        "redis_backend_health_check_interval": 30,
+        "redis_socket_keepalive": True,
+        "broker_heartbeat": 0,
+        "task_default_queue": ROTATION_QUEUE,
+        "task_routes": {
+            "rotate_destination": {"queue": ROTATION_QUEUE},
+            "enqueue_due": {"queue": HOUSEKEEPING_QUEUE},
+            "retire_due": {"queue": HOUSEKEEPING_QUEUE},
+        },
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }

@@ -1,0 +1,96 @@
+"""``rotate_destination``: the one task per rotation (IDs in, workflow call out).
+
+Arguments are ids only: ``(destination_id, rotation_id)``. Called without a rotation id
+(for example through Flower's ``/api/task/async-apply/rotate_destination``) it claims one
+through the same single-flight guard as the CLI, so it can never start a second rotation.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from worker.celery_app import runtime_for
+from worker.errors import LockLost, PermanentError, TransientError
+from worker.logging import get_logger
+from worker.runtime import Runtime
+from worker.store.lease import Lease
+from worker.trigger import ROTATE_TASK
+
+__all__ = ["retry_countdown", "rotate_destination"]
+
+log = get_logger(__name__)
+
+
+def retry_countdown(attempt: int, initial: float, maximum: float) -> float:
+    """Full-jitter exponential countdown for the next task run (at least one second)."""
+    return max(1.0, random.uniform(0, min(maximum, initial * 2 ** max(attempt - 1, 0))))
+
+
+@shared_task(bind=True, name=ROTATE_TASK, acks_late=True, max_retries=None)  # type: ignore[untyped-decorator]
+def rotate_destination(
+    self: Task, destination_id: str, rotation_id: str | None = None
+) -> dict[str, Any]:
+    """Run (or resume) rotation ``rotation_id`` of ``destination_id``."""
+    runtime = runtime_for(self.app)
+    store = runtime.store
+    if rotation_id is None:
+        claim = store.claim(destination_id, trigger="api", reason="task sent without a rotation id")
+        if not claim.created:
+            return _result(claim.rotation_id, destination_id, "already_in_progress")
+        rotation_id = claim.rotation_id
+    record = store.record(rotation_id)
+    if record is None or record.destination_id != destination_id:
+        log.warning("task ignored: no such rotation", rotation_id=rotation_id)
+        return _result(rotation_id, destination_id, "unknown_rotation")
+    lease = Lease(
+        runtime.redis,
+        runtime.keys,
+        destination_id,
+        ttl=runtime.settings.lock.ttl_seconds,
+        renew_every=runtime.settings.lock.renew_every_seconds,
+    )
+    if not lease.acquire():
+        # Another run of this destination is alive (or its lease has not expired yet).
+        countdown = runtime.settings.lock.ttl_seconds / 2 + random.uniform(0, 5)
+        raise self.retry(countdown=countdown, max_retries=None)
+    try:
+        return _run(self, runtime, lease, destination_id, rotation_id, record.attempt)
+    finally:
+        lease.release()
+
+
+def _run(
+    task: Task, runtime: Runtime, lease: Lease, destination_id: str, rotation_id: str, runs: int
+) -> dict[str, Any]:
+    policy = runtime.settings.retry
+    workflow = runtime.workflow()
+    active = runtime.store.active(destination_id)
+    if active not in (None, rotation_id):
+        outcome = workflow.abandon(
+            rotation_id, lease, PermanentError(f"superseded by rotation {active}")
+        )
+        return _result(rotation_id, destination_id, outcome)
+    final = runs + 1 > policy.task_max_retries
+    try:
+        outcome = workflow.run(rotation_id, lease, final_attempt=final)
+    except LockLost:
+        return _result(rotation_id, destination_id, "lease_lost")
+    except (TransientError, SoftTimeLimitExceeded) as exc:
+        countdown = retry_countdown(runs + 1, policy.task_backoff_initial, policy.task_backoff_max)
+        log.warning(
+            "rotation retry scheduled",
+            rotation_id=rotation_id,
+            destination_id=destination_id,
+            countdown=round(countdown, 1),
+            error=type(exc).__name__,
+        )
+        raise task.retry(countdown=countdown, max_retries=None) from None
+    return _result(rotation_id, destination_id, outcome)
+
+
+def _result(rotation_id: str, destination_id: str, outcome: str | None) -> dict[str, Any]:
+    return {"rotationId": rotation_id, "destinationId": destination_id, "outcome": outcome}

@@ -1,0 +1,60 @@
+"""The Celery app, built from Settings, and the per-process Runtime its tasks use."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from celery import Celery
+
+from config.celery import celery_config
+from config.settings import Settings
+from worker.runtime import Runtime
+
+__all__ = ["TASK_MODULES", "create_app", "runtime_for"]
+
+#: Modules whose tasks the app registers.
+TASK_MODULES = ("tasks.rotation", "tasks.scheduling", "tasks.retirement")
+
+_lock = threading.Lock()
+_runtimes: dict[tuple[int, int], Runtime] = {}
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app configured from ``settings``; tasks come from :data:`TASK_MODULES`."""
+    app = Celery("rotator", set_as_current=True)
+    app.conf.update(celery_config(settings))
+    app.conf.rotator_settings = settings
+    for module in TASK_MODULES:
+        try:
+            __import__(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return app
+
+
+def settings_of(app: Any) -> Settings:
+    """The Settings the app was built from."""
+    settings = app.conf.get("rotator_settings")
+    if not isinstance(settings, Settings):
+        raise RuntimeError("Celery app was not built by worker.celery_app.create_app")
+    return settings
+
+
+def runtime_for(app: Any) -> Runtime:
+    """This process's Runtime for ``app`` (built on first use, after any fork)."""
+    key = (os.getpid(), id(app))
+    runtime = _runtimes.get(key)
+    if runtime is None:
+        with _lock:
+            runtime = _runtimes.get(key)
+            if runtime is None:
+                settings = settings_of(app)
+                runtime = Runtime.build(settings)
+                from worker.lifecycle import attach_lifecycle
+
+                attach_lifecycle(runtime)
+                _runtimes[key] = runtime
+    return runtime

@@ -1,0 +1,205 @@
+"""Retirement of old credentials after the grace period (a sorted set, not a long ETA).
+
+After a successful rotation the old credential gets a retirement job due at
+``finished + grace``. ``retire_due`` (run by beat) claims due jobs atomically, checks that no
+destination in the environment still references the credential (one list call per
+environment per batch), deletes it, tells a revocable secret source, and publishes
+``rotator.credential.retired``. A credential still in use is deferred and retried later
+(``rotator.credential.retirement_deferred``). Only credentials this service rotated away
+from are ever queued.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from worker.errors import PermanentError, RedoxNotFound, RedoxRejected, TransientError
+from worker.events import EventStream, cloud_event, error_data
+from worker.logging import get_logger
+from worker.redox.client import RedoxClient
+from worker.rotation.secrets import SecretRequest, SecretSource
+from worker.store.keys import Keys
+
+__all__ = ["RetirementQueue", "RetirementReport", "retire_due"]
+
+log = get_logger(__name__)
+
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, job in ipairs(due) do
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[3]), job)
+end
+return due
+"""
+
+#: Give up (needs a person) after this many deferrals; each is ``retire_retry_seconds`` apart.
+MAX_DEFERRALS = 50
+
+
+class RetirementQueue:
+    """The retirement sorted set and its job hashes."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._r = client
+        self._keys = keys
+        self._claim = client.register_script(_CLAIM)
+
+    def schedule(self, credential_id: str, due: float, **job: str) -> bool:
+        """Queue ``credential_id`` for retirement at ``due`` (no-op if already queued)."""
+        with self._r.pipeline() as pipe:
+            pipe.zadd(self._keys.retirement, {credential_id: due}, nx=True)
+            pipe.hsetnx(self._keys.retirement_job(credential_id), "credential_id", credential_id)
+            for name, value in job.items():
+                pipe.hsetnx(self._keys.retirement_job(credential_id), name, value)
+            added = pipe.execute()[0]
+        return bool(added)
+
+    def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[str]:
+        """Atomically take up to ``limit`` due jobs, leasing them for ``lease_seconds``."""
+        return [
+            str(job)
+            for job in self._claim(
+                keys=[self._keys.retirement], args=[now, limit, now + lease_seconds]
+            )
+        ]
+
+    def job(self, credential_id: str) -> dict[str, str]:
+        """The job's fields."""
+        return {
+            str(k): str(v)
+            for k, v in self._r.hgetall(self._keys.retirement_job(credential_id)).items()
+        }
+
+    def defer(self, credential_id: str, due: float) -> int:
+        """Push the job back to ``due``; return how many times it was deferred."""
+        self._r.zadd(self._keys.retirement, {credential_id: due})
+        return int(self._r.hincrby(self._keys.retirement_job(credential_id), "deferrals", 1))
+
+    def done(self, credential_id: str) -> None:
+        """Remove the job."""
+        with self._r.pipeline() as pipe:
+            pipe.zrem(self._keys.retirement, credential_id)
+            pipe.delete(self._keys.retirement_job(credential_id))
+            pipe.execute()
+
+    def pending(self) -> list[tuple[str, float]]:
+        """Every queued job with its due time."""
+        rows: Any = self._r.zrange(self._keys.retirement, 0, -1, withscores=True)
+        return [(str(m), float(s)) for m, s in rows]
+
+
+@dataclass
+class RetirementReport:
+    """What one ``retire_due`` pass did."""
+
+    retired: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+
+def retire_due(
+    queue: RetirementQueue,
+    redox: RedoxClient,
+    events: EventStream,
+    source_for: Callable[[str], SecretSource],
+    *,
+    retry_seconds: float,
+    limit: int = 200,
+    now: float | None = None,
+) -> RetirementReport:
+    """Retire every due old credential that no destination uses any more."""
+    now = time.time() if now is None else now
+    report = RetirementReport()
+    by_env: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for credential_id in queue.claim_due(now, limit, lease_seconds=retry_seconds):
+        job = queue.job(credential_id)
+        by_env[job.get("environment_id", "")].append(job | {"credential_id": credential_id})
+    for environment_id, jobs in by_env.items():
+        try:
+            in_use = {d.auth_credential for d in redox.list_destinations(environment_id)}
+        except (TransientError, PermanentError) as exc:
+            log.warning("retirement postponed: cannot list destinations", error=type(exc).__name__)
+            for job in jobs:
+                queue.defer(job["credential_id"], now + retry_seconds + random.uniform(0, 30))
+            report.deferred += len(jobs)
+            continue
+        for job in jobs:
+            _retire_one(job, in_use, queue, redox, events, source_for, now, retry_seconds, report)
+    return report
+
+
+def _retire_one(
+    job: dict[str, str],
+    in_use: set[str | None],
+    queue: RetirementQueue,
+    redox: RedoxClient,
+    events: EventStream,
+    source_for: Callable[[str], SecretSource],
+    now: float,
+    retry_seconds: float,
+    report: RetirementReport,
+) -> None:
+    credential_id = job["credential_id"]
+    data: dict[str, Any] = {
+        "credentialId": credential_id,
+        "environmentId": job.get("environment_id"),
+        "destinationId": job.get("destination_id"),
+        "rotationId": job.get("rotation_id"),
+    }
+    subject = job.get("destination_id") or credential_id
+    if credential_id in in_use:
+        deferrals = queue.defer(credential_id, now + retry_seconds)
+        report.deferred += 1
+        data["reason"] = "still referenced by a destination"
+        data["deferrals"] = deferrals
+        events.publish(cloud_event("rotator.credential.retirement_deferred", subject, data))
+        return
+    try:
+        redox.delete_auth_credential(credential_id)
+    except RedoxNotFound:
+        pass  # already gone: retirement's goal is met
+    except RedoxRejected as exc:
+        deferrals = queue.defer(credential_id, now + retry_seconds)
+        report.deferred += 1
+        data.update(
+            reason=f"delete refused ({exc.status})", deferrals=deferrals, error=error_data(exc)
+        )
+        events.publish(cloud_event("rotator.credential.retirement_deferred", subject, data))
+        return
+    except (TransientError, PermanentError) as exc:
+        queue.defer(credential_id, now + retry_seconds)
+        report.failed += 1
+        log.warning(
+            "retirement failed; will retry", credential_id=credential_id, error=type(exc).__name__
+        )
+        return
+    _revoke(job, source_for)
+    queue.done(credential_id)
+    report.retired += 1
+    events.publish(cloud_event("rotator.credential.retired", subject, data))
+    log.info("old credential retired", credential_id=credential_id)
+
+
+def _revoke(job: dict[str, str], source_for: Callable[[str], SecretSource]) -> None:
+    destination_id = job.get("destination_id", "")
+    try:
+        source = source_for(destination_id)
+        if source.supports_revoke:
+            source.revoke(
+                SecretRequest(
+                    destination_id,
+                    job.get("rotation_id", ""),
+                    job.get("environment_id", ""),
+                    job.get("auth_strategy", ""),
+                    credential_id=job["credential_id"],
+                )
+            )
+    except (PermanentError, TransientError) as exc:
+        log.warning("secret source revoke failed", error=type(exc).__name__)

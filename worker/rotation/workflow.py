@@ -1,0 +1,199 @@
+"""One rotation, start to terminal event: testable without Celery.
+
+``RotationWorkflow.run`` is called once per task run (first delivery, retry or redelivery).
+It resumes from the rotation record, runs the steps, and ends in exactly one terminal
+outcome (``succeeded``, ``failed``, ``rolled_back`` or ``needs_attention``), or raises a
+TransientError for the task to retry later when budget remains.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from worker.errors import DriftDetected, LockLost, PermanentError, TransientError
+from worker.events import cloud_event, error_data
+from worker.logging import bind_rotation, get_logger
+from worker.rotation.secrets import SecretSource
+from worker.rotation.steps import Fence, RotationSteps
+from worker.store.records import RotationRecord, RotationStore
+
+__all__ = ["AfterRotation", "RotationWorkflow", "rotation_event"]
+
+log = get_logger(__name__)
+
+#: Called after a terminal outcome is recorded (schedule next due, queue retirement).
+#: Must be idempotent: a redelivered task calls it again.
+AfterRotation = Callable[[RotationRecord], None]
+
+
+def rotation_event(
+    record: RotationRecord, outcome: str, *, error: BaseException | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The CloudEvent for ``rotator.rotation.<outcome>`` from the record (ids only)."""
+    data: dict[str, Any] = {
+        "rotationId": record.rotation_id,
+        "destinationId": record.destination_id,
+        "environmentId": record.get("environment_id"),
+        "oldCredentialId": record.get("old_credential_id"),
+        "newCredentialId": record.get("new_credential_id"),
+        "trigger": record.get("trigger"),
+        "attempt": record.attempt,
+        "error": error_data(error),
+    }
+    data.update(extra)
+    return cloud_event(f"rotator.rotation.{outcome}", record.destination_id, data)
+
+
+@dataclass
+class RotationWorkflow:
+    """Runs the steps of one rotation and publishes its events."""
+
+    steps: RotationSteps
+    store: RotationStore
+    secret_source_for: Callable[[str], SecretSource]
+    after_rotation: AfterRotation | None = None
+    clock: Callable[[], float] = time.time
+
+    def run(self, rotation_id: str, fence: Fence, *, final_attempt: bool) -> str | None:
+        """Run (or resume) the rotation; return its terminal outcome.
+
+        Raises TransientError when Redox is unavailable and ``final_attempt`` is false,
+        and LockLost when another worker took over (nothing more is written).
+        """
+        record = self._record(rotation_id)
+        if record.outcome:
+            self._after(record)
+            return record.outcome
+        with bind_rotation(rotation_id, record.destination_id):
+            attempt = self.store.next_attempt(rotation_id)
+            self.store.update(rotation_id, status="running", last_started_at=repr(self.clock()))
+            record = self._record(rotation_id)
+            self.store.publish_once(
+                rotation_id, "started_published", rotation_event(record, "started")
+            )
+            log.info("rotation started", attempt=attempt)
+            try:
+                self._rotate(record, fence)
+            except LockLost:
+                log.warning("rotation stopped: lease lost")
+                raise
+            except DriftDetected as exc:
+                return self._drift(rotation_id, fence, exc)
+            except PermanentError as exc:
+                return self._fail(rotation_id, fence, exc)
+            except TransientError as exc:
+                self.store.update(rotation_id, last_error=f"{type(exc).__name__}: {exc}"[:300])
+                if not final_attempt:
+                    log.warning("rotation will be retried", error=type(exc).__name__)
+                    raise
+                return self._give_up(rotation_id, fence, exc)
+            return self._finish(self._record(rotation_id), "succeeded", None)
+
+    def abandon(self, rotation_id: str, fence: Fence, exc: PermanentError) -> str | None:
+        """End a rotation that must not run (e.g. superseded): undo anything it made."""
+        record = self._record(rotation_id)
+        if record.outcome:
+            return record.outcome
+        with bind_rotation(rotation_id, record.destination_id):
+            return self._fail(rotation_id, fence, exc)
+
+    def _record(self, rotation_id: str) -> RotationRecord:
+        record = self.store.record(rotation_id)
+        if record is None:
+            raise PermanentError(f"rotation {rotation_id} has no record (expired or unknown)")
+        return record
+
+    def _rotate(self, record: RotationRecord, fence: Fence) -> None:
+        destination, environment_id, old_id = self.steps.read(record)
+        record = self._record(record.rotation_id)
+        new_id = record.get("new_credential_id")
+        if new_id and destination.auth_credential == new_id:
+            log.info("switch already done by an earlier run")
+            self.steps.switch_and_verify(record, new_id, fence)
+            return
+        source = self.secret_source_for(record.destination_id)
+        new_id = self.steps.issue(record, destination, environment_id, old_id, source, fence)
+        self.steps.switch_and_verify(self._record(record.rotation_id), new_id, fence)
+
+    def _fail(self, rotation_id: str, fence: Fence, exc: PermanentError) -> str:
+        log.warning("rotation failed permanently; rolling back", error=type(exc).__name__)
+        record = self._record(rotation_id)
+        try:
+            undone = self.steps.roll_back(record, fence)
+        except LockLost:
+            raise
+        except (TransientError, PermanentError) as rollback_error:
+            return self._stuck(rotation_id, exc, rollback_error)
+        outcome = "rolled_back" if record.get("new_credential_id") else "failed"
+        log.info("rollback done", undone=undone)
+        return self._finish(self._record(rotation_id), outcome, exc)
+
+    def _drift(self, rotation_id: str, fence: Fence, exc: DriftDetected) -> str:
+        log.warning("drift detected; not overwriting", error=str(exc))
+        record = self._record(rotation_id)
+        self.store.publish_once(
+            rotation_id, "drift_published", rotation_event(record, "drift_detected", error=exc)
+        )
+        try:
+            self.steps.roll_back(record, fence)
+        except LockLost:
+            raise
+        except (TransientError, PermanentError) as rollback_error:
+            return self._stuck(rotation_id, exc, rollback_error)
+        return self._finish(self._record(rotation_id), "failed", exc)
+
+    def _give_up(self, rotation_id: str, fence: Fence, exc: TransientError) -> str:
+        log.error("retry budget exhausted", error=type(exc).__name__)
+        try:
+            self.steps.roll_back(self._record(rotation_id), fence)
+        except LockLost:
+            raise
+        except (TransientError, PermanentError) as rollback_error:
+            self.store.update(
+                rotation_id, rollback=f"not possible: {type(rollback_error).__name__}"
+            )
+        return self._finish(self._record(rotation_id), "needs_attention", exc)
+
+    def _stuck(self, rotation_id: str, exc: BaseException, rollback_error: BaseException) -> str:
+        log.error("rollback failed", error=type(rollback_error).__name__)
+        self.store.update(rotation_id, rollback=f"failed: {type(rollback_error).__name__}")
+        return self._finish(self._record(rotation_id), "needs_attention", exc)
+
+    def _finish(self, record: RotationRecord, outcome: str, exc: BaseException | None) -> str:
+        now = repr(self.clock())
+        err = error_data(exc)
+        record_fields = {"finished_at": now, "step": "publish"}
+        if err:
+            record_fields.update(error_class=err["class"], error_message=err["message"])
+        dest_fields = {
+            "last_rotation_id": record.rotation_id,
+            "last_outcome": outcome,
+            "last_finished_at": now,
+            "environment_id": record.get("environment_id") or "",
+        }
+        if outcome == "succeeded":
+            dest_fields.update(
+                credential_id=record.get("new_credential_id") or "",
+                credential_since=now,
+                last_success_at=now,
+                needs_attention="",
+                last_error="",
+            )
+        else:
+            dest_fields["last_error"] = f"{err['class']}: {err['message']}"[:300] if err else ""
+            if outcome == "needs_attention":
+                dest_fields["needs_attention"] = now
+        event = rotation_event(record, outcome, error=exc)
+        if self.store.finish(
+            record, outcome, event, record_fields=record_fields, destination_fields=dest_fields
+        ):
+            log.info("rotation finished", outcome=outcome)
+        self._after(self._record(record.rotation_id))
+        return outcome
+
+    def _after(self, record: RotationRecord) -> None:
+        if self.after_rotation is not None:
+            self.after_rotation(record)

@@ -1,0 +1,185 @@
+"""Per-process runtime: the one place that turns Settings into live parts.
+
+A worker process builds one :class:`Runtime` (after the fork, so each child has its own
+pooled ``httpx.Client`` and Redis connections) and every task uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from pydantic import SecretStr
+
+from config.settings import Settings
+from worker.events import EventStream
+from worker.logging import get_logger
+from worker.redox.client import RedoxClient
+from worker.rotation.secrets import SecretSource, build_secret_source
+from worker.rotation.steps import RotationSteps, StrategyCatalog
+from worker.rotation.workflow import AfterRotation, RotationWorkflow
+from worker.store.keys import Keys
+from worker.store.limiter import RateLimiter
+from worker.store.records import RotationStore
+
+__all__ = ["Runtime", "open_redis_client"]
+
+log = get_logger(__name__)
+
+
+def open_redis_client(settings: Settings) -> redis.Redis:
+    """The service's Redis client (decoded strings, keepalive, retry on timeout)."""
+    return redis.Redis.from_url(
+        settings.redis_dsn,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry_on_timeout=True,
+    )
+
+
+@dataclass
+class Runtime:
+    """Live parts built from Settings: Redis, the Redox client, stores, limiter, events."""
+
+    settings: Settings
+    redis: redis.Redis
+    keys: Keys
+    store: RotationStore
+    events: EventStream
+    limiter: RateLimiter | None
+    redox: RedoxClient
+    after_rotation: AfterRotation | None = None
+    step_hook: Callable[[str, str], None] | None = None
+    _sources: dict[str, SecretSource] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        """Build every part from ``settings`` (no network call happens here)."""
+        client = open_redis_client(settings)
+        keys = Keys(settings.key_prefix)
+        limiter = None
+        if settings.rate_limit.enabled:
+            limiter = RateLimiter(
+                client,
+                keys,
+                requests=settings.rate_limit.requests,
+                window_seconds=settings.rate_limit.window_seconds,
+                max_wait_seconds=settings.rate_limit.max_wait_seconds,
+            )
+        redox = RedoxClient(
+            settings.redox, settings.retry, pacer=limiter, observer=_call_counter(client, keys)
+        )
+        store = RotationStore(
+            client,
+            keys,
+            claim_ttl=settings.lock.claim_ttl_seconds,
+            stream_maxlen=settings.events.stream_maxlen,
+        )
+        events = EventStream(client, keys, maxlen=settings.events.stream_maxlen)
+        runtime = cls(settings, client, keys, store, events, limiter, redox)
+        runtime.step_hook = _test_crash_hook(client, keys)
+        return runtime
+
+    def workflow(self) -> RotationWorkflow:
+        """A rotation workflow wired to this runtime."""
+        steps = RotationSteps(
+            redox=self.redox,
+            store=self.store,
+            retry=self.settings.retry,
+            catalog=self.catalog,
+            hook=self.step_hook,
+        )
+        return RotationWorkflow(
+            steps=steps,
+            store=self.store,
+            secret_source_for=self.secret_source_for,
+            after_rotation=self.after_rotation,
+        )
+
+    @property
+    def catalog(self) -> StrategyCatalog:
+        """Strategy field catalog (cached per process)."""
+        if not hasattr(self, "_catalog"):
+            self._catalog = StrategyCatalog(self.redox)
+        return self._catalog
+
+    def secret_source_for(self, destination_id: str) -> SecretSource:
+        """The destination's secret source: its registry policy, else the settings default."""
+        spec = self._policy_source_spec(destination_id)
+        if spec is None:
+            default = self.settings.secret_source
+            spec = {
+                "kind": default.kind,
+                "length": default.length,
+                "command": default.command,
+                "url": default.url,
+                "token": default.token,
+                "timeout": default.timeout_seconds,
+            }
+        cache_key = json.dumps(
+            {k: v for k, v in spec.items() if k != "token"}, sort_keys=True, default=str
+        )
+        if cache_key not in self._sources:
+            self._sources[cache_key] = build_secret_source(spec)
+        return self._sources[cache_key]
+
+    def _policy_source_spec(self, destination_id: str) -> dict[str, Any] | None:
+        raw = self.redis.get(self.keys.policy(destination_id))
+        if not raw:
+            return None
+        try:
+            policy = json.loads(str(raw))
+        except ValueError:
+            return None
+        spec = policy.get("secret_source") if isinstance(policy, dict) else None
+        if not isinstance(spec, dict):
+            return None
+        spec = dict(spec)
+        token_env = spec.pop("token_env", None)
+        if token_env:
+            spec["token"] = SecretStr(os.environ.get(str(token_env), ""))
+        return spec
+
+    def close(self) -> None:
+        """Close the Redox and Redis connections."""
+        self.redox.close()
+        self.redis.close()
+
+
+def _call_counter(client: redis.Redis, keys: Keys) -> Callable[[str, int | None, float], None]:
+    """Count Redox calls by kind and status in Redis (read by ``rotator metrics``)."""
+
+    def observe(kind: str, status: int | None, seconds: float) -> None:
+        with contextlib.suppress(redis.RedisError):
+            client.hincrby(keys.metrics, f"redox_calls|{kind}|{status or 'error'}", 1)
+
+    return observe
+
+
+def _test_crash_hook(client: redis.Redis, keys: Keys) -> Callable[[str, str], None] | None:
+    """Test-only: ``ROTATOR_TEST_CRASH_AFTER=<step>`` SIGKILLs this process once per rotation
+    right after that step, to prove redelivery resumes without duplicates."""
+    step_to_crash = os.environ.get("ROTATOR_TEST_CRASH_AFTER", "")
+    if not step_to_crash:
+        return None
+
+    def hook(step: str, rotation_id: str) -> None:
+        if step != step_to_crash:
+            return
+        if client.set(
+            f"{keys.prefix}:test:crashed:{rotation_id}:{step}", str(time.time()), nx=True
+        ):
+            log.warning("test hook: killing this worker process", step=step)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook

@@ -1,0 +1,241 @@
+"""A whole local stack as child processes: redis-server, sandbox, workers, beat, Flower.
+
+``rotator demo``, the integration tests, the chaos suite and the benchmarks all start the
+product the same way through :class:`LocalStack`, over real sockets, and stop every child
+it started (SIGTERM, then SIGKILL) when closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import httpx
+
+from worker.errors import UsageError
+from worker.sandbox.client import SandboxControl
+from worker.store.server import RedisServer, free_port
+
+__all__ = ["Child", "LocalStack"]
+
+
+@dataclass
+class Child:
+    """A child process started by the stack, with its log file."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes]
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.process.poll() is None
+
+    def log_text(self) -> str:
+        """Everything the child wrote so far."""
+        self.log_file.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, *, kill: bool = False, timeout: float = 20.0) -> None:
+        """Stop the child's whole process group (SIGTERM, or SIGKILL), then wait."""
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log_file.close()
+
+
+class LocalStack:
+    """Start the product's parts on 127.0.0.1 in a private directory."""
+
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        redis_password: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if directory is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="rotator-stack-")
+            directory = Path(self._tmp.name)
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.redis = RedisServer(
+            directory=self.dir / "redis", appendonly=True, password=redis_password
+        )
+        (self.dir / "redis").mkdir(exist_ok=True)
+        self.children: list[Child] = []
+        self.sandbox_url = ""
+        self.extra_env = dict(env or {})
+        self.env: dict[str, str] = {}
+
+    # -- parts --------------------------------------------------------------------------
+
+    def start_redis(self) -> str:
+        """Start redis-server (AOF on); return its URL."""
+        self.redis.start()
+        self.env["ROTATOR_REDIS_URL"] = self.redis.url
+        return self.redis.url
+
+    def start_sandbox(self, *args: str, seed: int = 0, port: int = 0) -> SandboxControl:
+        """Start ``rotator sandbox`` as a child; point the service's env at it."""
+        port = port or free_port()
+        env_file = self.dir / "sandbox.env"
+        child = self._spawn(
+            "sandbox",
+            ["sandbox", "--port", str(port), "--seed", str(seed),
+             "--key-dir", str(self.dir / "keys"), "--env-file", str(env_file), *args],
+        )  # fmt: skip
+        self.sandbox_url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{self.sandbox_url}/_sandbox/health", child)
+        for line in env_file.read_text().splitlines():
+            if line and not line.startswith("#") and "=" in line:
+                name, _, value = line.removeprefix("export ").partition("=")
+                self.env[name] = value
+        return SandboxControl(self.sandbox_url)
+
+    def start_worker(
+        self, name: str = "w1", *args: str, concurrency: int = 4, pool: str = "threads",
+        env: dict[str, str] | None = None, wait: bool = True,
+    ) -> Child:  # fmt: skip
+        """Start ``rotator worker`` with a unique node name; wait until it answers a ping."""
+        node = f"{name}@%h"
+        child = self._spawn(
+            f"worker-{name}",
+            ["worker", "--pool", pool, "-c", str(concurrency), "-n", node, *args],
+            env=env,
+        )
+        if wait:
+            self.wait_for_log(child, "ready.", timeout=60)
+        return child
+
+    def start_beat(self, *args: str, env: dict[str, str] | None = None) -> Child:
+        """Start ``rotator beat``."""
+        return self._spawn("beat", ["beat", *args], env=env)
+
+    def start_flower(self, port: int, basic_auth: str, *args: str) -> Child:
+        """Start Flower (needs the ``flower`` extra) with basic auth on 127.0.0.1:port."""
+        if shutil.which("celery", path=str(Path(sys.executable).parent)) is None:
+            raise UsageError("celery executable not found next to this Python")
+        child = self._spawn(
+            "flower",
+            ["-A", "worker.celery_entry:app", "flower", f"--port={port}", "--address=127.0.0.1",
+             f"--basic-auth={basic_auth}", *args],
+            executable=str(Path(sys.executable).parent / "celery"),
+        )  # fmt: skip
+        user, _, password = basic_auth.partition(":")
+        _wait_http(f"http://127.0.0.1:{port}/healthcheck", child, auth=(user, password))
+        return child
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for a child process or a CLI run against this stack."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATOR_")}
+        env.update(
+            ROTATOR_ENV_FILE=str(self.dir / "no.env"),
+            ROTATOR_LOG_FORMAT="json",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.env)
+        env.update(self.extra_env)
+        env.update(extra or {})
+        return env
+
+    def rotator(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
+                input_text: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        """Run the ``rotator`` CLI against this stack; return the completed process."""
+        return subprocess.run(
+            [sys.executable, "-m", "worker.cli", *args],
+            env=self.child_env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input_text,
+            check=False,
+        )
+
+    def wait_for_log(self, child: Child, text: str, timeout: float = 30) -> None:
+        """Wait until ``text`` appears in the child's log (UsageError if it dies or times out)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in child.log_text():
+                return
+            if not child.alive:
+                raise UsageError(f"{child.name} exited: {child.log_text()[-800:]}")
+            time.sleep(0.1)
+        raise UsageError(f"{child.name}: no {text!r} in its log within {timeout}s")
+
+    def _spawn(
+        self, name: str, args: list[str], *, env: dict[str, str] | None = None,
+        executable: str | None = None,
+    ) -> Child:  # fmt: skip
+        log_path = self.dir / f"{name}.log"
+        log_file = log_path.open("ab")
+        command = [executable, *args] if executable else [sys.executable, "-m", "worker.cli", *args]
+        process = subprocess.Popen(
+            command,
+            env=self.child_env(env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.dir,
+        )
+        child = Child(name, process, log_path, log_file)
+        self.children.append(child)
+        return child
+
+    def close(self) -> None:
+        """Stop every child this stack started, then Redis, then remove the directory."""
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+        self.redis.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _wait_http(
+    url: str, child: Child, *, timeout: float = 30, auth: tuple[str, str] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive:
+            raise UsageError(f"{child.name} exited at start: {child.log_text()[-800:]}")
+        try:
+            if httpx.get(url, timeout=1, auth=auth).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise UsageError(f"{child.name} did not answer {url} within {timeout}s")

@@ -1,0 +1,111 @@
+"""Single-flight lease per destination: a redis-py Lock renewed by a heartbeat, plus fencing.
+
+The lock keeps two workers from running the same destination's rotation at once (for
+example a redelivered message while the first run is still alive). The fencing generation
+is bumped on every acquisition; :meth:`Lease.check` runs before each write to Redox, so a
+worker that was paused past its TTL (and replaced) stops instead of writing.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from types import TracebackType
+
+import redis
+from redis.exceptions import LockError, LockNotOwnedError
+
+from worker.errors import LockLost
+from worker.logging import get_logger
+from worker.store.keys import Keys
+
+__all__ = ["Lease"]
+
+log = get_logger(__name__)
+
+# KEYS: lock, generation. ARGV: token, generation.
+_CHECK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+return 1
+"""
+
+
+class Lease:
+    """Hold the destination's lock while a rotation runs; use as a context manager."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        destination_id: str,
+        *,
+        ttl: float,
+        renew_every: float,
+    ) -> None:
+        self._client = client
+        self._lock_key = keys.lock(destination_id)
+        self._generation_key = keys.generation(destination_id)
+        self._ttl = ttl
+        self._renew_every = min(renew_every, ttl / 3)
+        self._lock = client.lock(self._lock_key, timeout=ttl, blocking=False, thread_local=False)
+        self._token = uuid.uuid4().hex
+        self._check = client.register_script(_CHECK)
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self.generation = 0
+        self.lost = False
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting; on success bump and keep the fencing generation."""
+        if not self._lock.acquire(blocking=False, token=self._token):
+            return False
+        self.generation = int(self._client.incr(self._generation_key))
+        self._heartbeat = threading.Thread(target=self._renew, name="lease-heartbeat", daemon=True)
+        self._heartbeat.start()
+        return True
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self._renew_every):
+            try:
+                self._lock.extend(self._ttl, replace_ttl=True)
+            except (LockNotOwnedError, LockError):
+                self.lost = True
+                log.warning("lease lost", lock=self._lock_key)
+                return
+            except redis.RedisError as exc:
+                log.warning("lease renewal failed", lock=self._lock_key, error=type(exc).__name__)
+
+    def check(self) -> None:
+        """Raise LockLost unless we still hold the lock at our generation (fencing)."""
+        if self.lost:
+            raise LockLost("single-flight lease lost before a write")
+        ok = self._check(
+            keys=[self._lock_key, self._generation_key], args=[self._token, self.generation]
+        )
+        if not int(ok):
+            self.lost = True
+            raise LockLost("single-flight lease taken over by another worker")
+
+    def release(self) -> None:
+        """Stop the heartbeat and release the lock if we still own it."""
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+        try:
+            self._lock.release()
+        except (LockNotOwnedError, LockError):
+            pass
+        except redis.RedisError as exc:
+            log.warning("lease release failed", lock=self._lock_key, error=type(exc).__name__)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

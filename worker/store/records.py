@@ -1,0 +1,269 @@
+"""Rotation records and the single-flight claim, in Redis.
+
+A rotation record is a hash of ids and step markers (never a secret). Three Lua scripts make
+the invariants atomic:
+
+* ``claim``: one rotation per destination; a second trigger gets the running rotation's id;
+* ``publish_once``: an event guarded by a record flag (``started`` is published once);
+* ``finish``: the terminal outcome, its event, the release of the claim and the
+  destination's state, all at once; a redelivered task finds the outcome and publishes
+  nothing (exactly one terminal event per rotation).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from worker.store.keys import Keys
+
+__all__ = ["Claim", "RotationRecord", "RotationStore"]
+
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  return {0, current}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('SADD', KEYS[3], ARGV[3])
+return {1, ARGV[1]}
+"""
+
+# KEYS: record, stream. ARGV: flag field, event json, maxlen.
+_PUBLISH_ONCE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 0 then
+  return 0
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[3]), '*', 'event', ARGV[2])
+return 1
+"""
+
+# KEYS: record, active, stream, destination state, history.
+# ARGV: rotation id, outcome, event json, maxlen, record ttl, n record fields, fields...,
+#       then destination fields.
+_FINISH = """
+if redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then
+  return 0
+end
+local n = tonumber(ARGV[6])
+local record = {}
+for i = 7, 6 + n do record[#record + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], 'outcome', ARGV[2], 'status', ARGV[2], unpack(record))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[4]), '*', 'event', ARGV[3])
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+local dest = {}
+for i = 7 + n, #ARGV do dest[#dest + 1] = ARGV[i] end
+if #dest > 0 then
+  redis.call('HSET', KEYS[4], unpack(dest))
+end
+redis.call('LPUSH', KEYS[5], ARGV[1])
+redis.call('LTRIM', KEYS[5], 0, 49)
+return 1
+"""
+
+#: Finished records are kept this long for `rotator status` and audits.
+RECORD_TTL_SECONDS = 90 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Result of a trigger: the rotation id and whether this call created it."""
+
+    rotation_id: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class RotationRecord:
+    """A read-only view of a rotation record."""
+
+    fields: dict[str, str]
+
+    def get(self, name: str) -> str | None:
+        """A field, or None when unset or empty."""
+        value = self.fields.get(name)
+        return value or None
+
+    @property
+    def rotation_id(self) -> str:
+        """The rotation id."""
+        return self.fields["rotation_id"]
+
+    @property
+    def destination_id(self) -> str:
+        """The destination being rotated."""
+        return self.fields["destination_id"]
+
+    @property
+    def outcome(self) -> str | None:
+        """The terminal outcome, once there is one."""
+        return self.get("outcome")
+
+    @property
+    def attempt(self) -> int:
+        """How many task runs this rotation has had."""
+        return int(self.fields.get("attempt") or 0)
+
+
+def new_rotation_id() -> str:
+    """A fresh rotation id (a UUID; its first 8 hex digits name the new credential)."""
+    return str(uuid.uuid4())
+
+
+class RotationStore:
+    """Rotation records, the single-flight claim and terminal publication."""
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, *, claim_ttl: float, stream_maxlen: int
+    ) -> None:
+        self._r = client
+        self._keys = keys
+        self._claim_ttl = int(claim_ttl)
+        self._maxlen = stream_maxlen
+        self._claim = client.register_script(_CLAIM)
+        self._publish_once = client.register_script(_PUBLISH_ONCE)
+        self._finish = client.register_script(_FINISH)
+
+    def claim(
+        self, destination_id: str, *, trigger: str, reason: str = "", rotation_id: str | None = None
+    ) -> Claim:
+        """Claim a rotation of ``destination_id``, or return the one already in progress."""
+        rid = rotation_id or new_rotation_id()
+        fields = {
+            "rotation_id": rid,
+            "destination_id": destination_id,
+            "trigger": trigger,
+            "reason": reason[:200],
+            "status": "requested",
+            "requested_at": repr(time.time()),
+            "attempt": "0",
+        }
+        flat: list[str] = [item for pair in fields.items() for item in pair]
+        created, current = self._claim(
+            keys=[
+                self._keys.active(destination_id),
+                self._keys.rotation(rid),
+                self._keys.destinations,
+            ],
+            args=[rid, self._claim_ttl, destination_id, *flat],
+        )
+        return Claim(_text(current), bool(int(created)))
+
+    def release_claim(self, destination_id: str, rotation_id: str) -> None:
+        """Drop a claim whose task could not be sent (only if it is still ours)."""
+        key = self._keys.active(destination_id)
+        with self._r.pipeline() as pipe:
+            pipe.watch(key)  # type: ignore[no-untyped-call]
+            if _text(pipe.get(key) or "") == rotation_id:
+                pipe.multi()
+                pipe.delete(key)
+                pipe.hset(self._keys.rotation(rotation_id), "status", "not_sent")
+                pipe.execute()
+
+    def active(self, destination_id: str) -> str | None:
+        """Id of the rotation claimed for the destination, if any."""
+        value = self._r.get(self._keys.active(destination_id))
+        return _text(value) if value is not None else None
+
+    def record(self, rotation_id: str) -> RotationRecord | None:
+        """The rotation record, or None if it does not exist (or expired)."""
+        raw = self._r.hgetall(self._keys.rotation(rotation_id))
+        if not raw:
+            return None
+        return RotationRecord({_text(k): _text(v) for k, v in raw.items()})
+
+    def update(self, rotation_id: str, **fields: str | int | float) -> None:
+        """Write step markers and ids to the record (never pass a secret here)."""
+        self._r.hset(
+            self._keys.rotation(rotation_id),
+            mapping={k: str(v) for k, v in fields.items()},
+        )
+
+    def next_attempt(self, rotation_id: str) -> int:
+        """Count one more task run of this rotation; return its number (1-based)."""
+        return int(self._r.hincrby(self._keys.rotation(rotation_id), "attempt", 1))
+
+    def publish_once(self, rotation_id: str, flag: str, event: dict[str, Any]) -> bool:
+        """Publish ``event`` unless the record's ``flag`` is already set; True if published."""
+        done = self._publish_once(
+            keys=[self._keys.rotation(rotation_id), self._keys.events],
+            args=[flag, json.dumps(event, separators=(",", ":")), self._maxlen],
+        )
+        return bool(int(done))
+
+    def finish(
+        self,
+        record: RotationRecord,
+        outcome: str,
+        event: dict[str, Any],
+        *,
+        record_fields: dict[str, str],
+        destination_fields: dict[str, str],
+    ) -> bool:
+        """Atomically set the terminal outcome, publish its event, release the claim and
+        update the destination's state. False (and nothing written) if already finished."""
+        rid = record.rotation_id
+        dest = record.destination_id
+        record_flat = [item for pair in record_fields.items() for item in pair]
+        dest_flat = [item for pair in destination_fields.items() for item in pair]
+        done = self._finish(
+            keys=[
+                self._keys.rotation(rid),
+                self._keys.active(dest),
+                self._keys.events,
+                self._keys.destination(dest),
+                self._keys.history(dest),
+            ],
+            args=[
+                rid,
+                outcome,
+                json.dumps(event, separators=(",", ":")),
+                self._maxlen,
+                RECORD_TTL_SECONDS,
+                len(record_flat),
+                *record_flat,
+                *dest_flat,
+            ],
+        )
+        return bool(int(done))
+
+    def destination_state(self, destination_id: str) -> dict[str, str]:
+        """The destination's state hash (last rotation, credential, flags)."""
+        raw = self._r.hgetall(self._keys.destination(destination_id))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def set_destination_state(self, destination_id: str, **fields: str) -> None:
+        """Write fields of the destination's state hash."""
+        mapping: Any = dict(fields)
+        self._r.hset(self._keys.destination(destination_id), mapping=mapping)
+        self._r.sadd(self._keys.destinations, destination_id)
+
+    def clear_destination_flag(self, destination_id: str, *names: str) -> None:
+        """Remove fields (e.g. ``needs_attention``) from the destination's state."""
+        if names:
+            self._r.hdel(self._keys.destination(destination_id), *names)
+
+    def history(self, destination_id: str, limit: int = 10) -> list[str]:
+        """Recent rotation ids of the destination, newest first."""
+        return [_text(v) for v in self._r.lrange(self._keys.history(destination_id), 0, limit - 1)]
+
+    def mark_created(self, credential_id: str, rotation_id: str) -> None:
+        """Remember that this service created ``credential_id`` (in rotation ``rotation_id``)."""
+        self._r.hset(self._keys.created_credentials, credential_id, rotation_id)
+
+    def created_by_us(self, credential_id: str) -> bool:
+        """True if this service created the credential."""
+        return bool(self._r.hexists(self._keys.created_credentials, credential_id))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

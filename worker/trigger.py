@@ -1,0 +1,71 @@
+"""Starting rotations: every trigger (CLI, schedule, Flower, fleet) goes through here.
+
+The claim is atomic in Redis (see :mod:`worker.store.records`): a second trigger for a
+destination whose rotation is still running gets that rotation's id back, and no message
+is sent. The task itself enforces the same guard, so a task sent some other way (Flower's
+``async-apply``) cannot start a second rotation either.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from celery import Celery
+
+from worker.errors import UsageError
+from worker.store.records import Claim, RotationStore
+
+__all__ = ["ROTATE_TASK", "TRIGGERS", "check_destination_id", "request_rotation", "send_rotation"]
+
+#: The Celery task name users see in Flower and call through its API.
+ROTATE_TASK = "rotate_destination"
+#: Who asked for a rotation (published in every event's ``trigger``).
+TRIGGERS = ("schedule", "operator", "api", "fleet", "retry")
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def check_destination_id(value: str) -> str:
+    """The id if it looks like a Redox id (letters, digits, ``-``/``_``, ≤ 64), else UsageError."""
+    if not _ID.match(value or ""):
+        raise UsageError(f"invalid destination id {value!r} (expected a Redox id such as a UUID)")
+    return value
+
+
+def send_rotation(app: Celery, destination_id: str, rotation_id: str) -> None:
+    """Send the task message (ids only; argsrepr keeps Flower readable)."""
+    app.send_task(
+        ROTATE_TASK,
+        args=[destination_id, rotation_id],
+        argsrepr=f"(destination={destination_id}, rotation={rotation_id})",
+    )
+
+
+def request_rotation(
+    app: Celery,
+    store: RotationStore,
+    destination_id: str,
+    *,
+    trigger: str,
+    reason: str = "",
+) -> Claim:
+    """Claim a rotation and send its task; return the claim (existing id if one is running)."""
+    check_destination_id(destination_id)
+    claim = store.claim(destination_id, trigger=trigger, reason=reason)
+    if claim.created:
+        try:
+            send_rotation(app, destination_id, claim.rotation_id)
+        except Exception:
+            store.release_claim(destination_id, claim.rotation_id)
+            raise
+    return claim
+
+
+def describe(claim: Claim, destination_id: str) -> dict[str, Any]:
+    """JSON-able summary of a trigger result."""
+    return {
+        "rotationId": claim.rotation_id,
+        "destinationId": destination_id,
+        "created": claim.created,
+    }
