@@ -7,13 +7,14 @@ the environment. Nested groups use ``__``: ``ROTATOR_REDOX__CLIENT_ID``.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from worker.errors import ConfigError
 
@@ -33,6 +34,7 @@ __all__ = [
 
 #: Redox allows about 7,500 requests per rolling five minutes per IP; we default to 80 %.
 REDOX_WINDOW_LIMIT = 7_500
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|token|secret)=)[^&#]*")
 
 
 class _Group(BaseModel):
@@ -62,7 +64,7 @@ class RedoxSettings(_Group):
     def _absolute_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+            raise ValueError(f"must be an absolute http(s) URL, got {mask_url(value)!r}")
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -71,8 +73,8 @@ class RedoxSettings(_Group):
             for name in ("base_url", "token_url"):
                 if urlsplit(getattr(self, name)).scheme != "https":
                     raise ValueError(
-                        f"{name} must use https (set ROTATOR_REDOX__ALLOW_INSECURE_HTTP=true "
-                        "only for the local sandbox)"
+                        f"ROTATOR_REDOX__{name.upper()}: must use https (set "
+                        "ROTATOR_REDOX__ALLOW_INSECURE_HTTP=true only for the local sandbox)"
                     )
         return self
 
@@ -123,7 +125,8 @@ class CelerySettings(_Group):
     def _limits_in_order(self) -> CelerySettings:
         if not self.soft_time_limit < self.time_limit < self.visibility_timeout:
             raise ValueError(
-                "need soft_time_limit < time_limit < visibility_timeout "
+                "ROTATOR_CELERY__SOFT_TIME_LIMIT < ROTATOR_CELERY__TIME_LIMIT < "
+                "ROTATOR_CELERY__VISIBILITY_TIMEOUT is required "
                 f"(got {self.soft_time_limit} / {self.time_limit} / {self.visibility_timeout})"
             )
         return self
@@ -242,19 +245,25 @@ def private_key_problems(path: Path | None) -> list[str]:
         return [f"{name}: {path} is not an unencrypted PEM private key"]
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         return [f"{name}: {path} is not an RSA or EC private key"]
+    if isinstance(key, ec.EllipticCurvePrivateKey) and not isinstance(key.curve, ec.SECP384R1):
+        return [f"{name}: {path} is an EC key on {key.curve.name}; ES384 needs P-384 (secp384r1)"]
     return []
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    netloc = f"{user}:***@{host}{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL with any password (userinfo or ``password=`` query) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # unparsable: show nothing of it
+        return "***"
+    masked = url
+    if password is not None:
+        netloc = parts.netloc
+        masked = masked.replace(
+            netloc, f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}", 1
+        )
+    return _QUERY_SECRET.sub(r"\1***", masked)
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -264,6 +273,12 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(_env_file=env_file, **overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise ConfigError([_describe(err) for err in exc.errors()]) from None
+    except SettingsError as exc:  # a list/object value that is not JSON
+        found = re.search(r'field "(\w+)"', str(exc))
+        env_name = f"ROTATOR_{found.group(1).upper()}" if found else "settings"
+        raise ConfigError(
+            f"{env_name}: cannot parse the value (lists and objects must be written as JSON)"
+        ) from None
 
 
 def _describe(err: object) -> str:
@@ -271,4 +286,6 @@ def _describe(err: object) -> str:
     loc = [str(part) for part in err.get("loc", ())]
     env_name = "ROTATOR_" + "__".join(part.upper() for part in loc) if loc else "settings"
     message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if message.startswith("ROTATOR_"):  # a cross-field check names its own variable
+        return message
     return f"{env_name}: {message}"

@@ -32,17 +32,21 @@ _SAFE_KEYS = frozenset(
     {
         "credential_id", "old_credential_id", "new_credential_id", "token_url",
         "tokens_issued", "secret_source", "secret_kind", "has_client_secret",
+        "private_key_path",
     }
 )  # fmt: skip
 _SECRET_SHAPES = [
     re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"),  # JWT
     re.compile(r"-----BEGIN [A-Z ]+-----[\s\S]*?-----END [A-Z ]+-----"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*"),  # a truncated key block
     re.compile(
-        r"(?i)((?:client_?secret|password|secret_?key|session_?token|access_token|client_assertion)"
-        r"[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"
+        r"(?i)((?:client[_-]?secret|password|passwd|secret[_-]?key|session[_-]?token"
+        r"|access[_-]?token|refresh[_-]?token|id[_-]?token|verification[_-]?token"
+        r"|client[_-]?assertion|api[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"
     ),
     re.compile(r"(?i)(redis(?:s)?://[^:@/\s]*:)[^@\s]+(@)"),
+    re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:@/\s]*:)[^@\s/]+(@)"),  # user:password@ in URLs
 ]
 
 

@@ -30,12 +30,12 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
                 rows[env_name] = (
                     mask_url(secret) if name.endswith("url") else ("***" if secret else "")
                 )
-            else:
-                rows[env_name] = (
-                    value
-                    if isinstance(value, int | float | bool)
-                    else ("" if value is None else str(value))
-                )
+            elif isinstance(value, int | float | bool):
+                rows[env_name] = value
+            elif value is None:
+                rows[env_name] = ""
+            else:  # a plain URL may still carry user:password@ (e.g. a secret source)
+                rows[env_name] = mask_url(str(value)) if name.endswith("url") else str(value)
 
     walk("ROTATOR_", settings.model_dump())
     return rows
@@ -49,7 +49,9 @@ def check(json_output: bool = typer.Option(False, "--json", help="Print JSON."))
     if json_output:
         console.print_json(json.dumps({"settings": rows, "problems": problems}))
     else:
-        table = Table("setting", "value", title="Effective settings")
+        table = Table(title="Effective settings")
+        table.add_column("setting", no_wrap=True, min_width=42)  # never cut a name short
+        table.add_column("value", overflow="fold")
         for name, value in rows.items():
             table.add_row(name, str(value))
         console.print(table)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
@@ -37,7 +36,7 @@ from worker.redox.models import (
     pick_object,
     validate_model,
 )
-from worker.redox.retry import call_with_retry
+from worker.redox.retry import call_with_retry, retry_after_seconds
 from worker.redox.token import TokenProvider
 
 __all__ = ["CallObserver", "Pacer", "RedoxClient"]
@@ -93,7 +92,9 @@ class RedoxClient:
             transport=transport,
             follow_redirects=False,
         )
-        self.tokens = TokenProvider(redox, self._http, before_request=self._pace)
+        self.tokens = TokenProvider(
+            redox, self._http, before_request=self._pace, on_throttled=self._throttled
+        )
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -227,6 +228,10 @@ class RedoxClient:
         if self._pacer is not None:
             self._pacer.acquire()
 
+    def _throttled(self, retry_after: float | None) -> None:
+        if self._pacer is not None:
+            self._pacer.throttled(retry_after)
+
     def _exchange(
         self, kind: str, method: str, path: str, body: dict[str, Any] | None, token: str
     ) -> tuple[int, bytes, httpx.Headers]:
@@ -243,6 +248,9 @@ class RedoxClient:
         except httpx.TransportError as exc:
             self._observe(kind, None, started)
             raise RedoxUnavailable(f"{method} {path}: {type(exc).__name__}") from None
+        except httpx.DecodingError:
+            self._observe(kind, None, started)
+            raise BadRedoxResponse(f"{method} {path}: reply body cannot be decoded") from None
         self._observe(kind, status, started)
         return status, raw, reply_headers
 
@@ -272,9 +280,8 @@ class RedoxClient:
         reason = _error_detail(raw) if detail else ""
         suffix = f": {reason}" if reason else ""
         if status == 429:
-            retry_after = _retry_after(headers.get("retry-after"))
-            if self._pacer is not None:
-                self._pacer.throttled(retry_after)
+            retry_after = retry_after_seconds(headers.get("retry-after"))
+            self._throttled(retry_after)
             raise RateLimited(f"{what}: rate limited (429)", retry_after=retry_after)
         if status in TRANSIENT_STATUSES:
             raise RedoxUnavailable(f"{what}: Redox answered {status}", status=status)
@@ -296,20 +303,6 @@ def _read_capped(reply: httpx.Response, what: str) -> bytes:
             raise BadRedoxResponse(f"{what}: reply larger than {MAX_REPLY_BYTES // 1024} KiB")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _error_detail(raw: bytes) -> str:

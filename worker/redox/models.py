@@ -139,6 +139,9 @@ class NewCredential(BaseModel):
         unknown = sorted((set(self.values) | set(self.secrets)) - set(allowed))
         if unknown:
             raise ValueError(f"fields not documented for {self.auth_strategy}: {unknown}")
+        exposed = sorted(set(self.values) & SECRET_FIELDS)
+        if exposed:  # a secret in ``values`` would show in reprs and logs
+            raise ValueError(f"secret fields must be passed in secrets, not values: {exposed}")
         body: dict[str, Any] = {
             "name": self.name,
             "environmentId": self.environment_id,

@@ -28,6 +28,7 @@ from worker.errors import (
     RedoxUnavailable,
 )
 from worker.logging import get_logger
+from worker.redox.retry import retry_after_seconds
 
 __all__ = ["TokenProvider", "build_assertion"]
 
@@ -57,7 +58,8 @@ class TokenProvider:
     """Fetches and caches the Platform API bearer token; thread-safe.
 
     ``before_request`` is called before every token request (the shared rate limiter:
-    Redox counts token requests too); ``clock`` is injectable for tests.
+    Redox counts token requests too), ``on_throttled`` when the token endpoint answers 429;
+    ``clock`` is injectable for tests.
     """
 
     def __init__(
@@ -66,11 +68,13 @@ class TokenProvider:
         http: httpx.Client,
         *,
         before_request: Callable[[], None] | None = None,
+        on_throttled: Callable[[float | None], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._http = http
         self._before_request = before_request
+        self._on_throttled = on_throttled
         self._clock = clock
         self._lock = threading.Lock()
         self._token: str | None = None
@@ -110,10 +114,16 @@ class TokenProvider:
     def _fetch(self) -> tuple[str, float]:
         if self._before_request is not None:
             self._before_request()
+        try:
+            assertion = build_assertion(self._settings, self._key())
+        except jwt.PyJWTError as exc:  # e.g. an EC key on the wrong curve for ES384
+            raise ConfigError(
+                f"ROTATOR_REDOX__PRIVATE_KEY_PATH: cannot sign with it: {exc}"
+            ) from None
         form = {
             "grant_type": "client_credentials",
             "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": build_assertion(self._settings, self._key()),
+            "client_assertion": assertion,
         }
         try:
             response = self._http.post(
@@ -125,10 +135,15 @@ class TokenProvider:
             raise RedoxUnavailable("token request timed out") from None
         except httpx.TransportError as exc:
             raise RedoxUnavailable(f"token request failed: {type(exc).__name__}") from None
+        except httpx.DecodingError:
+            raise BadRedoxResponse("token endpoint reply cannot be decoded") from None
         status = response.status_code
         if status == 429:
-            raise RateLimited("token request rate limited (429)", retry_after=None)
-        if status >= 500:
+            retry_after = retry_after_seconds(response.headers.get("retry-after"))
+            if self._on_throttled is not None:
+                self._on_throttled(retry_after)
+            raise RateLimited("token request rate limited (429)", retry_after=retry_after)
+        if status >= 500 or status == 408:
             raise RedoxUnavailable(f"token endpoint answered {status}", status=status)
         if status != 200:
             raise RedoxAuthFailed(
