@@ -15,7 +15,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.celery_app import runtime_for
 from worker.errors import LockLost, PermanentError, TransientError
-from worker.logging import get_logger
+from worker.logging import bind_rotation, get_logger
 from worker.runtime import Runtime
 from worker.store.lease import Lease
 from worker.trigger import ROTATE_TASK
@@ -46,21 +46,24 @@ def rotate_destination(
     if record is None or record.destination_id != destination_id:
         log.warning("task ignored: no such rotation", rotation_id=rotation_id)
         return _result(rotation_id, destination_id, "unknown_rotation")
-    lease = Lease(
-        runtime.redis,
-        runtime.keys,
-        destination_id,
-        ttl=runtime.settings.lock.ttl_seconds,
-        renew_every=runtime.settings.lock.renew_every_seconds,
-    )
-    if not lease.acquire():
-        # Another run of this destination is alive (or its lease has not expired yet).
-        countdown = runtime.settings.lock.ttl_seconds / 2 + random.uniform(0, 5)
-        raise self.retry(countdown=countdown, max_retries=None)
-    try:
-        return _run(self, runtime, lease, destination_id, rotation_id, record.attempt)
-    finally:
-        lease.release()
+    with bind_rotation(rotation_id, destination_id):  # every log line of the run
+        lease = Lease(
+            runtime.redis,
+            runtime.keys,
+            destination_id,
+            ttl=runtime.settings.lock.ttl_seconds,
+            renew_every=runtime.settings.lock.renew_every_seconds,
+        )
+        if not lease.acquire():
+            # Another run of this destination is alive, or a killed one's lease has not expired
+            # yet: come back when it would expire (a live holder renews it, so we wait again).
+            ttl = runtime.settings.lock.ttl_seconds
+            countdown = min(max(lease.remaining(), 0.5), ttl) + random.uniform(0, min(5.0, ttl / 4))
+            raise self.retry(countdown=countdown, max_retries=None)
+        try:
+            return _run(self, runtime, lease, destination_id, rotation_id, record.attempt)
+        finally:
+            lease.release()
 
 
 def _run(

@@ -43,7 +43,7 @@ _SECRET_SHAPES = [
     re.compile(
         r"(?i)((?:client[_-]?secret|password|passwd|secret[_-]?key|session[_-]?token"
         r"|access[_-]?token|refresh[_-]?token|id[_-]?token|verification[_-]?token"
-        r"|client[_-]?assertion|api[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"
+        r"|client[_-]?assertion|api[_-]?key|token|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"
     ),
     re.compile(r"(?i)(redis(?:s)?://[^:@/\s]*:)[^@\s]+(@)"),
     re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:@/\s]*:)[^@\s/]+(@)"),  # user:password@ in URLs

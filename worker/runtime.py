@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from config.settings import Settings
 from worker.events import EventStream
 from worker.logging import get_logger
+from worker.metrics import MetricsRecorder
 from worker.redox.client import RedoxClient
 from worker.rotation.secrets import SecretSource, build_secret_source
 from worker.rotation.steps import RotationSteps, StrategyCatalog
@@ -59,6 +60,7 @@ class Runtime:
     limiter: RateLimiter | None
     redox: RedoxClient
     after_rotation: AfterRotation | None = None
+    metrics: MetricsRecorder | None = None
     step_hook: Callable[[str, str], None] | None = None
     _sources: dict[str, SecretSource] = field(default_factory=dict)
 
@@ -67,6 +69,7 @@ class Runtime:
         """Build every part from ``settings`` (no network call happens here)."""
         client = open_redis_client(settings)
         keys = Keys(settings.key_prefix)
+        metrics = MetricsRecorder(client, keys)
         limiter = None
         if settings.rate_limit.enabled:
             limiter = RateLimiter(
@@ -75,6 +78,9 @@ class Runtime:
                 requests=settings.rate_limit.requests,
                 window_seconds=settings.rate_limit.window_seconds,
                 max_wait_seconds=settings.rate_limit.max_wait_seconds,
+                # A 429 without Retry-After pauses every worker, never longer than a backoff.
+                default_pause_seconds=min(2.0, settings.retry.backoff_max),
+                on_wait=metrics.ratelimit_waited,
             )
         redox = RedoxClient(
             settings.redox, settings.retry, pacer=limiter, observer=_call_counter(client, keys)
@@ -86,7 +92,7 @@ class Runtime:
             stream_maxlen=settings.events.stream_maxlen,
         )
         events = EventStream(client, keys, maxlen=settings.events.stream_maxlen)
-        runtime = cls(settings, client, keys, store, events, limiter, redox)
+        runtime = cls(settings, client, keys, store, events, limiter, redox, metrics=metrics)
         runtime.step_hook = _test_crash_hook(client, keys)
         return runtime
 
@@ -104,6 +110,7 @@ class Runtime:
             store=self.store,
             secret_source_for=self.secret_source_for,
             after_rotation=self.after_rotation,
+            metrics=self.metrics,
         )
 
     @property
@@ -168,7 +175,8 @@ def _call_counter(client: redis.Redis, keys: Keys) -> Callable[[str, int | None,
 
 def _test_crash_hook(client: redis.Redis, keys: Keys) -> Callable[[str, str], None] | None:
     """Test-only: ``ROTATOR_TEST_CRASH_AFTER=<step>`` SIGKILLs this process once per rotation
-    right after that step, to prove redelivery resumes without duplicates."""
+    right after that step (read, issue, switch, verify, or publish: right after the terminal
+    event was written), to prove redelivery resumes without duplicates."""
     step_to_crash = os.environ.get("ROTATOR_TEST_CRASH_AFTER", "")
     if not step_to_crash:
         return None

@@ -182,15 +182,24 @@ class HttpSource:
     kind = "http"
     supports_revoke = True
 
-    def __init__(self, url: str, token: SecretStr, timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: SecretStr,
+        timeout: float = 20.0,
+        *,
+        client: httpx.Client | None = None,
+    ) -> None:
         self._url = url
         self._token = token
         self._timeout = timeout
+        #: Pooled per process (the Runtime caches sources); tests pass a MockTransport client.
+        self._client = client if client is not None else httpx.Client(follow_redirects=False)
 
     def _post(self, body: dict[str, Any]) -> bytes:
         headers = {"Authorization": f"Bearer {self._token.get_secret_value()}"}
         try:
-            reply = httpx.post(self._url, json=body, headers=headers, timeout=self._timeout)
+            reply = self._client.post(self._url, json=body, headers=headers, timeout=self._timeout)
         except httpx.TimeoutException:
             raise SecretSourceError(f"secret service timed out after {self._timeout:g}s") from None
         except httpx.HTTPError as exc:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from worker.errors import DriftDetected, LockLost, PermanentError, TransientError
 from worker.events import cloud_event, error_data
 from worker.logging import bind_rotation, get_logger
+from worker.metrics import MetricsRecorder
 from worker.rotation.secrets import SecretSource
 from worker.rotation.steps import Fence, RotationSteps
 from worker.store.records import RotationRecord, RotationStore
@@ -55,6 +57,7 @@ class RotationWorkflow:
     store: RotationStore
     secret_source_for: Callable[[str], SecretSource]
     after_rotation: AfterRotation | None = None
+    metrics: MetricsRecorder | None = None
     clock: Callable[[], float] = time.time
 
     def run(self, rotation_id: str, fence: Fence, *, final_attempt: bool) -> str | None:
@@ -106,23 +109,34 @@ class RotationWorkflow:
             raise PermanentError(f"rotation {rotation_id} has no record (expired or unknown)")
         return record
 
+    def _timed(self, step: str) -> AbstractContextManager[None]:
+        return self.metrics.timed(step) if self.metrics is not None else nullcontext()
+
+    def _roll_back(self, record: RotationRecord, fence: Fence) -> list[str]:
+        with self._timed("rollback"):
+            return self.steps.roll_back(record, fence)
+
     def _rotate(self, record: RotationRecord, fence: Fence) -> None:
-        destination, environment_id, old_id = self.steps.read(record)
+        with self._timed("read"):
+            destination, environment_id, old_id = self.steps.read(record)
         record = self._record(record.rotation_id)
         new_id = record.get("new_credential_id")
         if new_id and destination.auth_credential == new_id:
             log.info("switch already done by an earlier run")
-            self.steps.switch_and_verify(record, new_id, fence)
+            with self._timed("switch"):
+                self.steps.switch_and_verify(record, new_id, fence)
             return
         source = self.secret_source_for(record.destination_id)
-        new_id = self.steps.issue(record, destination, environment_id, old_id, source, fence)
-        self.steps.switch_and_verify(self._record(record.rotation_id), new_id, fence)
+        with self._timed("issue"):
+            new_id = self.steps.issue(record, destination, environment_id, old_id, source, fence)
+        with self._timed("switch"):
+            self.steps.switch_and_verify(self._record(record.rotation_id), new_id, fence)
 
     def _fail(self, rotation_id: str, fence: Fence, exc: PermanentError) -> str:
         log.warning("rotation failed permanently; rolling back", error=type(exc).__name__)
         record = self._record(rotation_id)
         try:
-            undone = self.steps.roll_back(record, fence)
+            undone = self._roll_back(record, fence)
         except LockLost:
             raise
         except (TransientError, PermanentError) as rollback_error:
@@ -138,7 +152,7 @@ class RotationWorkflow:
             rotation_id, "drift_published", rotation_event(record, "drift_detected", error=exc)
         )
         try:
-            self.steps.roll_back(record, fence)
+            self._roll_back(record, fence)
         except LockLost:
             raise
         except (TransientError, PermanentError) as rollback_error:
@@ -148,7 +162,7 @@ class RotationWorkflow:
     def _give_up(self, rotation_id: str, fence: Fence, exc: TransientError) -> str:
         log.error("retry budget exhausted", error=type(exc).__name__)
         try:
-            self.steps.roll_back(self._record(rotation_id), fence)
+            self._roll_back(self._record(rotation_id), fence)
         except LockLost:
             raise
         except (TransientError, PermanentError) as rollback_error:
@@ -191,6 +205,10 @@ class RotationWorkflow:
             record, outcome, event, record_fields=record_fields, destination_fields=dest_fields
         ):
             log.info("rotation finished", outcome=outcome)
+            if self.metrics is not None:
+                self.metrics.rotation_finished(outcome)
+            if self.steps.hook is not None:  # test-only crash point: terminal event written
+                self.steps.hook("publish", record.rotation_id)
         self._after(self._record(record.rotation_id))
         return outcome
 

@@ -8,6 +8,7 @@ worker that was paused past its TTL (and replaced) stops instead of writing.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import uuid
 from types import TracebackType
@@ -61,9 +62,18 @@ class Lease:
         if not self._lock.acquire(blocking=False, token=self._token):
             return False
         self.generation = int(self._client.incr(self._generation_key))
-        self._heartbeat = threading.Thread(target=self._renew, name="lease-heartbeat", daemon=True)
+        # copy_context: the heartbeat's log lines carry the bound rotation_id/destination_id.
+        self._heartbeat = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._renew,),
+            name="lease-heartbeat", daemon=True,
+        )  # fmt: skip
         self._heartbeat.start()
         return True
+
+    def remaining(self) -> float:
+        """Seconds until the current holder's lock expires (0 when nobody holds it)."""
+        ms = int(self._client.pttl(self._lock_key))
+        return max(ms, 0) / 1000
 
     def _renew(self) -> None:
         while not self._stop.wait(self._renew_every):

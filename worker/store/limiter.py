@@ -61,7 +61,9 @@ class RateLimiter:
 
     ``acquire()`` blocks until a slot is free (at most ``max_wait_seconds``, then raises
     :class:`RateLimited`, a transient error); ``throttled()`` is Redox's 429 feedback.
-    ``on_wait`` receives the seconds each acquire waited (for metrics).
+    ``on_wait`` receives the seconds each acquire waited (for metrics). Each slot is held for
+    the window plus ``transit_allowance_seconds`` (the time from taking a slot to Redox
+    receiving the request), so Redox's own rolling count never exceeds ``requests``.
     """
 
     def __init__(
@@ -73,13 +75,16 @@ class RateLimiter:
         window_seconds: float,
         max_wait_seconds: float = 60.0,
         default_pause_seconds: float = 2.0,
+        transit_allowance_seconds: float = 0.25,
         on_wait: Callable[[float], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._keys = [keys.ratelimit, keys.ratelimit_penalty]
         self._penalty_key = [keys.ratelimit_penalty]
         self._limit = requests
-        self._window_ms = int(window_seconds * 1000)
+        # Redox counts a request when it arrives, we count it when the slot is taken: hold each
+        # slot a little longer than the window so transit time never puts N+1 in its window.
+        self._window_ms = int((window_seconds + transit_allowance_seconds) * 1000)
         self._max_wait = max_wait_seconds
         self._default_pause = default_pause_seconds
         self._on_wait = on_wait

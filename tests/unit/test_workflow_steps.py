@@ -1,0 +1,223 @@
+"""RotationWorkflow + RotationSteps without Celery: the in-process sandbox over real HTTP,
+a real redis-server, a real RedoxClient."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from pydantic import SecretStr
+
+from config.settings import RedoxSettings, RetrySettings
+from worker.errors import DriftDetected, LockLost, SecretSourceError, TransientError
+from worker.redox.client import RedoxClient
+from worker.redox.models import Destination
+from worker.rotation.secrets import GenerateSource, SecretRequest, SecretSource
+from worker.rotation.steps import RotationSteps, StrategyCatalog, credential_name
+from worker.rotation.workflow import RotationWorkflow
+from worker.sandbox import KeyPair, SandboxConfig, SandboxThread, generate_keypair
+from worker.store.keys import Keys
+from worker.store.records import RotationRecord, RotationStore
+
+RETRY = RetrySettings(max_attempts=2, max_seconds=5, backoff_initial=0.01, backoff_max=0.02)
+
+
+class Gate:
+    """A fence that can be closed (as when another worker takes the lease over)."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.checks = 0
+
+    def check(self) -> None:
+        self.checks += 1
+        if not self.open:
+            raise LockLost("taken over")
+
+
+class BrokenSource:
+    kind = "broken"
+    supports_revoke = False
+
+    def issue(self, request: SecretRequest) -> dict[str, SecretStr]:
+        raise SecretSourceError("vault sealed")
+
+    def revoke(self, request: SecretRequest) -> None:
+        """Nothing."""
+
+
+@pytest.fixture(scope="module")
+def keypair(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return generate_keypair(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def server(keypair: KeyPair) -> Iterator[SandboxThread]:
+    config = SandboxConfig(public_key_pem=keypair.public_key_pem, environments={"Development": 1})
+    with SandboxThread(config) as running:
+        yield running
+
+
+@pytest.fixture
+def sandbox(server: SandboxThread) -> SandboxThread:
+    server.control.set_faults()
+    server.control.reset()
+    return server
+
+
+@pytest.fixture
+def redox(sandbox: SandboxThread, keypair: KeyPair) -> Iterator[RedoxClient]:
+    settings = RedoxSettings(
+        base_url=sandbox.base_url,
+        token_url=sandbox.token_url,
+        client_id="sandbox-client",
+        key_id="sandbox-kid",
+        private_key_path=Path(keypair.private_key_path),
+        allow_insecure_http=True,
+    )
+    client = RedoxClient(settings, RETRY)
+    yield client
+    client.close()
+
+
+class Parts:
+    def __init__(self, redox: RedoxClient, client: redis.Redis, sandbox: SandboxThread) -> None:
+        self.sandbox = sandbox
+        self.store = RotationStore(client, Keys(), claim_ttl=3600, stream_maxlen=1000)
+        self.steps = RotationSteps(redox, self.store, RETRY, StrategyCatalog(redox))
+        self.after: list[RotationRecord] = []
+        self.source: SecretSource = GenerateSource(24)
+        self.workflow = RotationWorkflow(
+            self.steps, self.store, lambda _dest: self.source, self.after.append
+        )
+        self.client = client
+
+    def claim(self, dest: str) -> str:
+        return self.store.claim(dest, trigger="operator").rotation_id
+
+    def record(self, rid: str) -> RotationRecord:
+        record = self.store.record(rid)
+        assert record is not None
+        return record
+
+    def journal_kinds(self) -> list[str]:
+        entries: list[dict[str, Any]] = self.sandbox.control.journal()["entries"]
+        return [e["kind"] for e in entries if e["kind"] != "token"]
+
+    def outcomes(self) -> list[str]:
+        rows: Any = self.client.xrange(Keys().events)
+        return [str(json.loads(f["event"])["type"]).rsplit(".", 1)[-1] for _, f in rows]
+
+    def dest(self, dest_id: str) -> dict[str, Any]:
+        dests = self.sandbox.control.state()["destinations"]
+        found: dict[str, Any] = next(d for d in dests if d["id"] == dest_id)
+        return found
+
+
+@pytest.fixture
+def parts(redox: RedoxClient, redis_client: redis.Redis, sandbox: SandboxThread) -> Parts:
+    return Parts(redox, redis_client, sandbox)
+
+
+def test_credential_name() -> None:
+    dest = Destination.model_validate({"id": "abcdef123456", "name": "Lab feed"})
+    assert credential_name(dest, "0123abcd-ef01-4000-8000-000000000000") == "Lab feed-rot-0123abcd"
+    nameless = Destination.model_validate({"id": "abcdef123456", "name": ""})
+    assert credential_name(nameless, "0123abcd-ef01") == "abcdef12-rot-0123abcd"
+    long = Destination.model_validate({"id": "x", "name": "n" * 200})
+    assert len(credential_name(long, "0123abcd")) == 80 + len("-rot-0123abcd")
+
+
+def test_run_succeeds_once_and_a_redelivery_publishes_nothing(parts: Parts) -> None:
+    (dest,) = parts.sandbox.control.seed(1)
+    rid = parts.claim(dest)
+    gate = Gate()
+    assert parts.workflow.run(rid, gate, final_attempt=False) == "succeeded"
+    record = parts.record(rid)
+    assert parts.dest(dest)["authCredential"] == record.get("new_credential_id")
+    assert gate.checks == 2  # before the POST and before the PATCH
+    assert parts.workflow.run(rid, gate, final_attempt=False) == "succeeded"  # redelivered
+    assert parts.outcomes() == ["started", "succeeded"]
+    assert len(parts.after) == 2 and parts.after[0].outcome == "succeeded"  # idempotent hook
+    assert parts.store.created_by_us(str(record.get("new_credential_id")))
+    assert parts.journal_kinds() == [
+        "get_destination", "list_credentials", "create_credential", "patch_destination",
+    ]  # fmt: skip
+
+
+def test_issue_twice_finds_its_own_credential(parts: Parts) -> None:
+    (dest,) = parts.sandbox.control.seed(1)
+    rid = parts.claim(dest)
+    record = parts.record(rid)
+    destination, env, old = parts.steps.read(record)
+    first = parts.steps.issue(parts.record(rid), destination, env, old, parts.source, Gate())
+    parts.store.update(rid, new_credential_id="")  # as if the record update was lost
+    again = parts.steps.issue(parts.record(rid), destination, env, old, parts.source, Gate())
+    assert first == again
+    assert parts.journal_kinds().count("create_credential") == 1
+
+
+def test_drift_is_detected_and_never_overwritten(parts: Parts) -> None:
+    (dest,) = parts.sandbox.control.seed(1)
+    rid = parts.claim(dest)
+    parts.steps.read(parts.record(rid))  # records the old credential
+    foreign = parts.sandbox.control.drift(dest)
+    with pytest.raises(DriftDetected):
+        parts.steps.read(parts.record(rid))
+    assert parts.workflow.run(rid, Gate(), final_attempt=False) == "failed"
+    assert parts.dest(dest)["authCredential"] == foreign
+    assert parts.outcomes() == ["started", "drift_detected", "failed"]
+
+
+def test_roll_back_after_the_switch_restores_the_old_credential(parts: Parts) -> None:
+    (dest,) = parts.sandbox.control.seed(1)
+    old = parts.dest(dest)["authCredential"]
+    rid = parts.claim(dest)
+    assert parts.workflow.run(rid, Gate(), final_attempt=False) == "succeeded"
+    new = parts.record(rid).get("new_credential_id")
+    done = parts.steps.roll_back(parts.record(rid), Gate())
+    assert done == [f"switched back to {old}", f"deleted {new}"]
+    assert parts.dest(dest)["authCredential"] == old
+    ids = [c["id"] for c in parts.sandbox.control.state()["credentials"]]
+    assert ids == [old]
+
+
+def test_transient_errors_retry_then_need_attention(parts: Parts) -> None:
+    (dest,) = parts.sandbox.control.seed(1)
+    rid = parts.claim(dest)
+    parts.sandbox.control.set_faults(p503=1.0)
+    with pytest.raises(TransientError):
+        parts.workflow.run(rid, Gate(), final_attempt=False)
+    assert parts.record(rid).outcome is None
+    assert parts.workflow.run(rid, Gate(), final_attempt=True) == "needs_attention"
+    state = parts.store.destination_state(dest)
+    assert state["needs_attention"] and state["last_outcome"] == "needs_attention"
+    assert parts.record(rid).attempt == 2
+    assert parts.outcomes() == ["started", "needs_attention"]
+
+
+def test_lost_lease_stops_before_any_write(parts: Parts) -> None:
+    (dest,) = parts.sandbox.control.seed(1)
+    rid = parts.claim(dest)
+    gate = Gate()
+    gate.open = False
+    with pytest.raises(LockLost):
+        parts.workflow.run(rid, gate, final_attempt=True)
+    assert "create_credential" not in parts.journal_kinds()
+    assert parts.record(rid).outcome is None
+    assert parts.outcomes() == ["started"]
+
+
+def test_secret_source_failure_fails_without_leftovers(parts: Parts) -> None:
+    (dest,) = parts.sandbox.control.seed(1)
+    old = parts.dest(dest)["authCredential"]
+    rid = parts.claim(dest)
+    parts.source = BrokenSource()
+    assert parts.workflow.run(rid, Gate(), final_attempt=False) == "failed"
+    assert parts.dest(dest)["authCredential"] == old
+    assert [c["id"] for c in parts.sandbox.control.state()["credentials"]] == [old]
+    assert parts.record(rid).get("error_class") == "SecretSourceError"
