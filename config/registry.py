@@ -38,7 +38,9 @@ from worker.errors import ConfigError
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
+    "DEFAULT_RETIRE",
     "MIN_INTERVAL_SECONDS",
+    "RETIRE_POLICIES",
     "CommandSource",
     "DestinationEntry",
     "DestinationPolicy",
@@ -47,6 +49,7 @@ __all__ = [
     "PolicyFields",
     "Registry",
     "RegistryFile",
+    "RetirePolicy",
     "SecretSourceSpec",
     "load_registry",
     "parse_registry",
@@ -54,6 +57,14 @@ __all__ = [
 
 MIN_INTERVAL_SECONDS = 60.0
 DEFAULT_GRACE_SECONDS = 24 * 3600.0
+
+#: Which old credentials retirement may delete after a successful rotation:
+#: ``rotated-away`` the credential the rotation replaced (whoever created it),
+#: ``created-only`` only if this service created it, ``never`` none (a human deletes them).
+#: No other credential is ever deleted.
+RetirePolicy = Literal["rotated-away", "created-only", "never"]
+RETIRE_POLICIES: tuple[str, ...] = ("rotated-away", "created-only", "never")
+DEFAULT_RETIRE: RetirePolicy = "rotated-away"
 _ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -152,7 +163,7 @@ class PolicyFields(_Strict):
     cron: str | None = None
     window: tuple[int, int] | None = None
     grace: Annotated[float, BeforeValidator(_grace)] | None = None
-    retire_foreign: bool | None = Field(None, strict=True)
+    retire: RetirePolicy | None = None
     secret_source: SecretSourceSpec | None = None
 
     @field_validator("interval", mode="before")
@@ -228,7 +239,7 @@ class DestinationPolicy(BaseModel):
     cron: str | None = None
     window: tuple[int, int] | None = None
     grace_seconds: float = DEFAULT_GRACE_SECONDS
-    retire_foreign: bool = False
+    retire: RetirePolicy = DEFAULT_RETIRE
     secret_source: SecretSourceSpec = GenerateSource()
     paused: bool = False
     enabled: bool = True
@@ -321,7 +332,7 @@ def _resolve(entry: DestinationEntry, file: RegistryFile) -> DestinationPolicy:
             "interval/cron: none set (set one in [defaults], the environment or the entry)"
         )
     grace = pick("grace")
-    retire_foreign = pick("retire_foreign")
+    retire = pick("retire")
     source = pick("secret_source")
     return DestinationPolicy(
         destination_id=entry.id,
@@ -331,7 +342,7 @@ def _resolve(entry: DestinationEntry, file: RegistryFile) -> DestinationPolicy:
         cron=schedule.cron,
         window=pick("window"),
         grace_seconds=DEFAULT_GRACE_SECONDS if grace is None else grace,
-        retire_foreign=bool(retire_foreign),
+        retire=DEFAULT_RETIRE if retire is None else retire,
         secret_source=source if source is not None else GenerateSource(),
         paused=entry.paused,
         enabled=entry.enabled,
@@ -386,6 +397,9 @@ def _describe(err: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     elif kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag", "?")
         message = f"unknown kind {tag!r} (one of generate, command, http)"
+    elif kind == "literal_error":
+        expected = str(err.get("ctx", {}).get("expected", "")).replace("'", "")
+        message = f"must be one of {expected.replace(' or ', ', ')}, got {err.get('input')!r}"
     elif kind == "too_short":
         message = "must not be empty"
     elif kind in _EXPECTED:

@@ -2,7 +2,12 @@
 
 Runs after every terminal outcome and must be idempotent (a redelivered task runs it again):
 the retirement job is added with NX, and the next due time is only set while the
-destination still has a policy (a destination removed from the registry stays removed).
+destination still has a policy (a destination removed from the registry stays removed),
+is not paused or in ``needs_attention``, and this rotation is still its latest one.
+
+Which old credential is queued for retirement follows the policy's ``retire`` setting
+(:data:`config.registry.RetirePolicy`); without a registry policy the default
+(``rotated-away``) applies. No credential other than the one a rotation replaced is queued.
 """
 
 from __future__ import annotations
@@ -10,41 +15,50 @@ from __future__ import annotations
 import random
 import time
 
+from config.registry import DEFAULT_RETIRE, DestinationPolicy
 from worker.logging import get_logger
 from worker.retirement import RetirementQueue
 from worker.runtime import Runtime
 from worker.scheduling.due import next_due
 from worker.scheduling.store import ScheduleStore
-from worker.store.records import RotationRecord
+from worker.store.records import RotationRecord, RotationStore
 
-__all__ = ["attach_lifecycle", "follow_up"]
+__all__ = ["attach_lifecycle", "follow_up", "may_retire", "retry_delay"]
 
 log = get_logger(__name__)
 _rng = random.SystemRandom()
 
 
+def retry_delay(policy: DestinationPolicy) -> float:
+    """Base delay before a failed or rolled-back scheduled rotation is tried again."""
+    return min(3600.0, (policy.interval_seconds or 86400.0) / 10)
+
+
 def follow_up(runtime: Runtime, record: RotationRecord) -> None:
     """Schedule the next rotation and queue the old credential's retirement, as the outcome says."""
     schedule = ScheduleStore(runtime.redis, runtime.keys)
-    policy = schedule.policy(record.destination_id)
+    destination_id = record.destination_id
+    policy = schedule.policy(destination_id)
     outcome = record.outcome
     finished = float(record.get("finished_at") or time.time())
-    if outcome == "needs_attention":
-        schedule.unschedule(record.destination_id)
-        return
-    if policy is not None and policy.enabled and not policy.paused:
+    state = runtime.store.destination_state(destination_id)
+    latest = state.get("last_rotation_id") in (None, "", record.rotation_id)
+    if outcome == "needs_attention" or state.get("needs_attention") or state.get("paused"):
+        schedule.unschedule(destination_id)
+    elif latest and policy is not None and policy.scheduled:
         if outcome == "succeeded":
-            schedule.reschedule(record.destination_id, next_due(policy, finished, _rng))
+            schedule.reschedule(destination_id, next_due(policy, finished, _rng))
         else:  # failed / rolled_back: try again after a backoff, not a full interval
-            retry_in = min(3600.0, (policy.interval_seconds or 86400.0) / 10)
-            schedule.reschedule(record.destination_id, finished + retry_in * _rng.uniform(0.5, 1))
+            delay = retry_delay(policy) * _rng.uniform(0.5, 1.0)
+            schedule.reschedule(destination_id, finished + delay)
     if outcome != "succeeded":
         return
     old = record.get("old_credential_id")
     if not old or old == record.get("new_credential_id"):
         return
-    if policy is not None and not _may_retire(runtime, policy.retire_foreign, old):
-        log.info("old credential kept: not created by this service", credential_id=old)
+    retire = policy.retire if policy is not None else DEFAULT_RETIRE
+    if not may_retire(runtime.store, retire, old):
+        log.info("old credential kept by the retire policy", credential_id=old, retire=retire)
         return
     grace = (
         policy.grace_seconds
@@ -55,13 +69,19 @@ def follow_up(runtime: Runtime, record: RotationRecord) -> None:
         old,
         finished + grace,
         environment_id=record.get("environment_id") or "",
-        destination_id=record.destination_id,
+        destination_id=destination_id,
         rotation_id=record.rotation_id,
+        retire=retire,
     )
 
 
-def _may_retire(runtime: Runtime, retire_foreign: bool, credential_id: str) -> bool:
-    return retire_foreign or runtime.store.created_by_us(credential_id)
+def may_retire(store: RotationStore, retire: str, credential_id: str) -> bool:
+    """Whether the policy ``retire`` allows deleting ``credential_id`` (a rotated-away one)."""
+    if retire == "rotated-away":
+        return True
+    if retire == "created-only":
+        return store.created_by_us(credential_id)
+    return False
 
 
 def attach_lifecycle(runtime: Runtime) -> None:

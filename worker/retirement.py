@@ -5,8 +5,10 @@ After a successful rotation the old credential gets a retirement job due at
 destination in the environment still references the credential (one list call per
 environment per batch), deletes it, tells a revocable secret source, and publishes
 ``rotator.credential.retired``. A credential still in use is deferred and retried later
-(``rotator.credential.retirement_deferred``). Only credentials this service rotated away
-from are ever queued.
+(``rotator.credential.retirement_deferred``; after ``MAX_DEFERRALS`` tries the job is dropped
+with ``rotator.credential.retirement_abandoned``). Only credentials a rotation replaced are
+ever queued, and only as the destination's ``retire`` policy allows (see
+:mod:`worker.lifecycle`).
 """
 
 from __future__ import annotations
@@ -155,23 +157,17 @@ def _retire_one(
     }
     subject = job.get("destination_id") or credential_id
     if credential_id in in_use:
-        deferrals = queue.defer(credential_id, now + retry_seconds)
-        report.deferred += 1
-        data["reason"] = "still referenced by a destination"
-        data["deferrals"] = deferrals
-        events.publish(cloud_event("rotator.credential.retirement_deferred", subject, data))
+        _defer(queue, events, subject, data, now + retry_seconds, report,
+               "still referenced by a destination")  # fmt: skip
         return
     try:
         redox.delete_auth_credential(credential_id)
     except RedoxNotFound:
         pass  # already gone: retirement's goal is met
     except RedoxRejected as exc:
-        deferrals = queue.defer(credential_id, now + retry_seconds)
-        report.deferred += 1
-        data.update(
-            reason=f"delete refused ({exc.status})", deferrals=deferrals, error=error_data(exc)
-        )
-        events.publish(cloud_event("rotator.credential.retirement_deferred", subject, data))
+        data["error"] = error_data(exc)
+        _defer(queue, events, subject, data, now + retry_seconds, report,
+               f"delete refused ({exc.status})")  # fmt: skip
         return
     except (TransientError, PermanentError) as exc:
         queue.defer(credential_id, now + retry_seconds)
@@ -185,6 +181,29 @@ def _retire_one(
     report.retired += 1
     events.publish(cloud_event("rotator.credential.retired", subject, data))
     log.info("old credential retired", credential_id=credential_id)
+
+
+def _defer(
+    queue: RetirementQueue,
+    events: EventStream,
+    subject: str,
+    data: dict[str, Any],
+    due: float,
+    report: RetirementReport,
+    reason: str,
+) -> None:
+    """Try again at ``due`` (event ``retirement_deferred``); after :data:`MAX_DEFERRALS`
+    drop the job and say so (event ``retirement_abandoned``: a person decides)."""
+    credential_id = data["credentialId"]
+    deferrals = queue.defer(credential_id, due)
+    data.update(reason=reason, deferrals=deferrals)
+    report.deferred += 1
+    if deferrals >= MAX_DEFERRALS:
+        queue.done(credential_id)
+        events.publish(cloud_event("rotator.credential.retirement_abandoned", subject, data))
+        log.warning("retirement abandoned", credential_id=credential_id, reason=reason)
+        return
+    events.publish(cloud_event("rotator.credential.retirement_deferred", subject, data))
 
 
 def _revoke(job: dict[str, str], source_for: Callable[[str], SecretSource]) -> None:

@@ -63,7 +63,7 @@ def test_example_file_loads() -> None:
     assert first.window == (22 * 60, 2 * 60)  # from the environment
     assert second.cron == "30 1 * * 1" and second.interval_seconds is None
     assert isinstance(second.secret_source, CommandSource)
-    assert second.retire_foreign is True
+    assert second.retire == "created-only"
     assert third.paused is True and third.grace_seconds == 3600
     assert isinstance(third.secret_source, HttpSource)
     assert third.secret_source.token_env == "ROTATOR_SECRET_TOKEN"
@@ -87,7 +87,25 @@ def test_resolution_order_destination_env_defaults_builtin() -> None:
     assert (b.cron, b.interval_seconds, b.grace_seconds) == (None, 2 * 86400, 0)
     assert (c.cron, c.interval_seconds, c.grace_seconds) == (None, 30 * 86400, 86400)
     assert c.secret_source == GenerateSource(length=48)
-    assert c.retire_foreign is False and c.enabled and not c.paused
+    assert c.retire == "rotated-away" and c.enabled and not c.paused
+
+
+def test_retire_policy_values_and_resolution() -> None:
+    text = (
+        '[defaults]\ninterval = "30d"\nretire = "never"\n\n'
+        f'[environments."{ENV}"]\nretire = "created-only"\n\n'
+        + dest("a")
+        + dest("b", retire='"rotated-away"')
+        + '[[destinations]]\nid = "c"\nenvironment = "other"\n'
+    )
+    a, b, c = parse_registry(text).policies()
+    assert (a.retire, b.retire, c.retire) == ("created-only", "rotated-away", "never")
+    with pytest.raises(ConfigError) as info:
+        parse_registry('[defaults]\ninterval = "30d"\nretire = true\n' + dest())
+    assert info.value.problems == [
+        "registry.toml: defaults: retire: must be one of rotated-away, created-only, never, "
+        "got True"
+    ]
 
 
 def test_integer_seconds_and_empty_file() -> None:
@@ -357,7 +375,7 @@ def _toml_value(value: Any) -> str:
 
 KNOWN_KEYS = [
     "defaults", "environments", "destinations", "id", "environment", "name", "interval",
-    "cron", "window", "grace", "retire_foreign", "secret_source", "paused", "enabled",
+    "cron", "window", "grace", "retire", "secret_source", "paused", "enabled",
     "kind", "length", "command", "timeout", "url", "token_env", ENV,
 ]  # fmt: skip
 KNOWN_STRINGS = [

@@ -93,7 +93,7 @@ def policy_table(policies: list[DestinationPolicy]) -> Table:
     table = Table(title="Resolved destination policies")
     table.add_column("destination", no_wrap=True, min_width=36)
     table.add_column("environment", overflow="fold")
-    for column in ("name", "schedule", "window (UTC)", "grace", "retire foreign"):
+    for column in ("name", "schedule", "window (UTC)", "grace", "retire"):
         table.add_column(column)
     for column in ("secret source", "state"):
         table.add_column(column)
@@ -111,7 +111,7 @@ def policy_table(policies: list[DestinationPolicy]) -> Table:
             schedule,
             format_window(p.window) if p.window else "any time",
             format_duration(p.grace_seconds),
-            "yes" if p.retire_foreign else "no",
+            p.retire,
             p.secret_source.kind,
             state,
         )

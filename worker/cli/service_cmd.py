@@ -1,12 +1,15 @@
-"""``rotator worker`` and ``rotator beat``: the long-running service processes."""
+"""``rotator worker`` and ``rotator beat``: the long-running service processes.
+
+``beat`` syncs the registry (ROTATOR_REGISTRY_PATH) at start, then sends ``enqueue_due``
+every ``ROTATOR_SCHEDULER__TICK_SECONDS`` and ``retire_due`` every three ticks.
+"""
 
 from __future__ import annotations
 
 import random
-import tempfile
 import time
-from pathlib import Path
 
+import redis
 import typer
 from celery import Celery
 
@@ -49,35 +52,59 @@ def worker(
 
 
 def sync_registry(settings: Settings) -> str | None:
-    """Load the registry file (if configured) into Redis; return the report line."""
+    """Load the registry file (if configured) into Redis and spread what fell due while
+    beat was down over the catch-up period; return the report line."""
     if settings.registry_path is None:
         return None
     registry = load_registry(settings.registry_path)
     client = open_redis_client(settings)
+    keys = Keys(settings.key_prefix)
+    rng = random.SystemRandom()
+    catchup = settings.scheduler.catchup_seconds
     try:
-        store = ScheduleStore(client, Keys(settings.key_prefix))
+        store = ScheduleStore(client, keys)
         report = store.sync(
             registry.policies(),
             time.time(),
-            random.SystemRandom(),
-            catchup_seconds=settings.scheduler.catchup_seconds,
+            rng,
+            catchup_seconds=catchup,
+            last_rotated=lambda ident: _last_success(client, keys, ident),
         )
-        store.spread_overdue(time.time(), settings.scheduler.catchup_seconds, random.SystemRandom())
+        store.spread_overdue(time.time(), catchup, rng)
     finally:
         client.close()
     return str(report)
 
 
+def _last_success(client: redis.Redis, keys: Keys, destination_id: str) -> float | None:
+    """When the destination last rotated successfully (its state hash), or None."""
+    raw = client.hget(keys.destination(destination_id), "last_success_at")
+    try:
+        return float(str(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+def retire_every(tick_seconds: float) -> float:
+    """How often beat runs ``retire_due``: three enqueue ticks (15 s at the default tick)."""
+    return max(1.0, tick_seconds * 3)
+
+
 def beat_app(settings: Settings) -> Celery:
-    """The Celery app with the two periodic housekeeping tasks scheduled."""
+    """The Celery app with the two periodic housekeeping tasks scheduled.
+
+    The tick is ``ROTATOR_SCHEDULER__TICK_SECONDS``. Each message expires after four ticks,
+    so a backlog (worker down) never replays a burst of stale ticks.
+    """
     app = create_app(settings)
     tick = settings.scheduler.tick_seconds
+    retire = retire_every(tick)
     app.conf.beat_schedule = {
         "enqueue-due": {"task": "enqueue_due", "schedule": tick, "options": {"expires": tick * 4}},
         "retire-due": {
             "task": "retire_due",
-            "schedule": max(tick, 15.0),
-            "options": {"expires": max(tick, 15.0) * 4},
+            "schedule": retire,
+            "options": {"expires": retire * 4},
         },
     }
     return app
@@ -91,11 +118,12 @@ def beat(ctx: typer.Context) -> None:
     if report is not None:
         log.info("registry synced", report=report)
     app = beat_app(settings)
-    schedule_file = Path(tempfile.gettempdir()) / f"rotator-beat-{settings.key_prefix}"
+    # Both entries are short intervals, so nothing is worth persisting: the in-memory
+    # scheduler needs no shelve file, and two beats (e.g. on one host) cannot clash on one.
+    # Running two beats is safe: enqueue_due and retire_due claim entries atomically.
     argv = [
         "beat",
-        "--scheduler", "celery.beat:PersistentScheduler",
-        "--schedule", str(schedule_file),
+        "--scheduler", "celery.beat:Scheduler",
         "--loglevel", settings.log_level,
         *ctx.args,
     ]  # fmt: skip

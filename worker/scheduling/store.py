@@ -2,8 +2,10 @@
 
 Keys (see :class:`worker.store.keys.Keys`): ``schedule`` (zset), ``policy(id)`` (string,
 the :class:`DestinationPolicy` JSON), ``policies`` (set of the ids that may be scheduled:
-in the registry, enabled and not paused). Beat claims due entries atomically with a lease;
-the rotation engine sets the real next due time with :meth:`ScheduleStore.reschedule`.
+in the registry, enabled and not paused); sync also adds every enabled registry id to
+``destinations`` (the ids the service knows, shown by ``rotator status``). Beat claims due
+entries atomically with a lease; the rotation engine sets the real next due time with
+:meth:`ScheduleStore.reschedule`.
 
 A policy JSON is kept after its destination leaves the registry, so a rotation in flight
 can finish; it only stops being in ``policies`` and on the schedule.
@@ -134,17 +136,8 @@ class ScheduleStore:
             )
         removed = sorted(old_ids - new_ids)
 
-        with self._redis.pipeline(transaction=True) as pipe:
-            for ident, text in writes:
-                pipe.set(keys.policy(ident), text)
-            for chunk in _chunks(removed):
-                pipe.zrem(keys.schedule, *chunk)
-                pipe.srem(keys.policies, *chunk)
-            for chunk in _chunks(sorted(new_ids - old_ids)):
-                pipe.sadd(keys.policies, *chunk)
-            for chunk in _chunks(sorted(dues)):
-                pipe.zadd(keys.schedule, {i: dues[i] for i in chunk})
-            pipe.execute()
+        known = [p.destination_id for p in policies if p.enabled]  # paused included
+        self._apply(writes, removed, sorted(new_ids - old_ids), dues, known)
         return SyncReport(
             added=tuple(sorted(added)),
             updated=tuple(sorted(updated)),
@@ -153,6 +146,30 @@ class ScheduleStore:
             rescheduled=tuple(sorted(rescheduled)),
             unchanged=unchanged,
         )
+
+    def _apply(
+        self,
+        writes: list[tuple[str, str]],
+        removed: list[str],
+        added: list[str],
+        dues: dict[str, float],
+        known: list[str],
+    ) -> None:
+        """Write one sync's changes in a single MULTI/EXEC."""
+        keys = self._keys
+        with self._redis.pipeline(transaction=True) as pipe:
+            for ident, text in writes:
+                pipe.set(keys.policy(ident), text)
+            for chunk in _chunks(removed):
+                pipe.zrem(keys.schedule, *chunk)
+                pipe.srem(keys.policies, *chunk)
+            for chunk in _chunks(added):
+                pipe.sadd(keys.policies, *chunk)
+            for chunk in _chunks(known):
+                pipe.sadd(keys.destinations, *chunk)
+            for chunk in _chunks(sorted(dues)):
+                pipe.zadd(keys.schedule, {i: dues[i] for i in chunk})
+            pipe.execute()
 
     def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[str]:
         """Atomically take up to ``limit`` ids due by ``now``, leasing them until now + lease."""
