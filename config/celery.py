@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 from config.settings import Settings
 
@@ -17,8 +19,18 @@ HOUSEKEEPING_QUEUE = "housekeeping"
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for the worker, beat and Flower (see celery-and-style.md A2/A8)."""
     c = settings.celery
-    visibility = {"visibility_timeout": int(c.visibility_timeout)}
+    visibility: dict[str, Any] = {"visibility_timeout": int(c.visibility_timeout)}
+    broker_options = {
+        **visibility,
+        # kombu 5.7 sweeps for overdue unacked messages every interval x throttle seconds
+        # (10 x 10 by default): sweep every min(10 s, timeout / 4) instead, so a message held
+        # by a killed worker comes back soon after the visibility timeout, not 100 s later.
+        "unacked_restore_interval": max(1, min(10, int(c.visibility_timeout) // 4)),
+        "unacked_restore_throttle": 1,
+    }
+    tls = _tls_options(settings.redis_dsn)
     return {
+        **tls,
         "broker_url": settings.redis_dsn,
         "result_backend": settings.redis_dsn,
         # Only JSON on the wire: pickle from a shared broker is remote code execution.
@@ -35,7 +47,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Soft < hard < visibility timeout: a running task is never redelivered while it runs.
         "task_soft_time_limit": c.soft_time_limit,
         "task_time_limit": c.time_limit,
-        "broker_transport_options": visibility,
+        "broker_transport_options": broker_options,
         "result_backend_transport_options": visibility,
         # Keep retrying the broker at start (compose starts Redis and the worker together).
         "broker_connection_retry_on_startup": True,
@@ -66,3 +78,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
     }
+
+
+def _tls_options(url: str) -> dict[str, Any]:
+    """For ``rediss://``: verify the server certificate unless the URL says otherwise.
+
+    Celery refuses a ``rediss://`` result backend URL without ``ssl_cert_reqs``; redis-py
+    (the service's own client) verifies by default, so Celery is told to do the same.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss" or "ssl_cert_reqs" in parts.query:
+        return {}
+    required = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return {"broker_use_ssl": required, "redis_backend_use_ssl": required}

@@ -1,7 +1,7 @@
 """Prometheus metrics: counters written to Redis by the workers, read back on every scrape.
 
 Worker processes only increment fields of one Redis hash, ``<prefix>:metrics``
-(:class:`MetricsRecorder`, and the Redox call counter in :mod:`worker.runtime`)::
+(:class:`MetricsRecorder`, batched: one pipeline per rotation, and at least every second)::
 
     rotations|<outcome>                      terminal outcomes (once per rotation)
     step_seconds_sum|<step>, ..._count|<step>  read / issue / switch / rollback durations
@@ -17,6 +17,8 @@ processes (and prefork children) need no multiprocess mode, and counters survive
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
@@ -40,31 +42,68 @@ _CHUNK = 500
 
 
 class MetricsRecorder:
-    """Increments the counters in Redis; a Redis error never fails a rotation."""
+    """Increments the counters in Redis; a Redis error never fails a rotation.
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    Increments are added up in memory and written in one pipeline by :meth:`flush`: the
+    workflow flushes at the end of every rotation run, and a daemon thread flushes whatever
+    is pending every ``flush_seconds`` (so calls made outside a rotation, e.g. retirement,
+    show up too). One round trip per rotation instead of one per counter.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, flush_seconds: float = 1.0) -> None:
         self._client = client
         self._key = keys.metrics
+        self._flush_seconds = flush_seconds
+        self._lock = threading.Lock()
+        self._ints: dict[str, int] = {}
+        self._floats: dict[str, float] = {}
+        self._flusher: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add ``amount`` to the integer counter ``name`` (written at the next flush)."""
+        with self._lock:
+            self._ints[name] = self._ints.get(name, 0) + amount
+            self._ensure_flusher()
+
+    def add(self, name: str, amount: float) -> None:
+        """Add ``amount`` to the float counter ``name`` (written at the next flush)."""
+        with self._lock:
+            self._floats[name] = self._floats.get(name, 0.0) + amount
+            self._ensure_flusher()
+
+    def flush(self) -> None:
+        """Write every pending increment in one pipeline (dropped if Redis fails)."""
+        with self._lock:
+            ints, floats = self._ints, self._floats
+            self._ints, self._floats = {}, {}
+        if not ints and not floats:
+            return
+        with contextlib.suppress(redis.RedisError), self._client.pipeline(False) as pipe:
+            for name, amount in ints.items():
+                pipe.hincrby(self._key, name, amount)
+            for name, value in floats.items():
+                pipe.hincrbyfloat(self._key, name, value)
+            pipe.execute()
 
     def rotation_finished(self, outcome: str) -> None:
         """Count one terminal outcome."""
-        with contextlib.suppress(redis.RedisError):
-            self._client.hincrby(self._key, f"rotations|{outcome}", 1)
+        self.count(f"rotations|{outcome}")
 
     def step_finished(self, step: str, seconds: float) -> None:
         """Add one step duration."""
-        with contextlib.suppress(redis.RedisError), self._client.pipeline(False) as pipe:
-            pipe.hincrbyfloat(self._key, f"step_seconds_sum|{step}", seconds)
-            pipe.hincrby(self._key, f"step_seconds_count|{step}", 1)
-            pipe.execute()
+        self.add(f"step_seconds_sum|{step}", seconds)
+        self.count(f"step_seconds_count|{step}")
 
     def ratelimit_waited(self, seconds: float) -> None:
         """Add one rate-limiter acquire and the seconds it waited (often 0)."""
-        with contextlib.suppress(redis.RedisError), self._client.pipeline(False) as pipe:
-            if seconds > 0:
-                pipe.hincrbyfloat(self._key, "ratelimit_wait_seconds_sum", seconds)
-            pipe.hincrby(self._key, "ratelimit_wait_count", 1)
-            pipe.execute()
+        if seconds > 0:
+            self.add("ratelimit_wait_seconds_sum", seconds)
+        self.count("ratelimit_wait_count")
+
+    def redox_call(self, kind: str, status: int | None, seconds: float) -> None:
+        """Count one Redox call by kind and HTTP status (``error`` when no reply)."""
+        self.count(f"redox_calls|{kind}|{status or 'error'}")
 
     @contextlib.contextmanager
     def timed(self, step: str) -> Iterator[None]:
@@ -74,6 +113,21 @@ class MetricsRecorder:
             yield
         finally:
             self.step_finished(step, time.monotonic() - started)
+
+    def _ensure_flusher(self) -> None:
+        """Start the background flusher in this process (again after a fork)."""
+        if self._flusher is not None and self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._flusher = threading.Thread(
+            target=self._flush_forever, name="metrics-flush", daemon=True
+        )
+        self._flusher.start()
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(self._flush_seconds)
+            self.flush()
 
 
 class RedisCollector:

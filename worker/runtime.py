@@ -6,7 +6,6 @@ pooled ``httpx.Client`` and Redis connections) and every task uses it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -83,7 +82,7 @@ class Runtime:
                 on_wait=metrics.ratelimit_waited,
             )
         redox = RedoxClient(
-            settings.redox, settings.retry, pacer=limiter, observer=_call_counter(client, keys)
+            settings.redox, settings.retry, pacer=limiter, observer=metrics.redox_call
         )
         store = RotationStore(
             client,
@@ -161,16 +160,6 @@ class Runtime:
         """Close the Redox and Redis connections."""
         self.redox.close()
         self.redis.close()
-
-
-def _call_counter(client: redis.Redis, keys: Keys) -> Callable[[str, int | None, float], None]:
-    """Count Redox calls by kind and status in Redis (read by ``rotator metrics``)."""
-
-    def observe(kind: str, status: int | None, seconds: float) -> None:
-        with contextlib.suppress(redis.RedisError):
-            client.hincrby(keys.metrics, f"redox_calls|{kind}|{status or 'error'}", 1)
-
-    return observe
 
 
 def _test_crash_hook(client: redis.Redis, keys: Keys) -> Callable[[str, str], None] | None:

@@ -34,11 +34,17 @@ def check_destination_id(value: str) -> str:
 
 
 def send_rotation(app: Celery, destination_id: str, rotation_id: str) -> None:
-    """Send the task message (ids only; argsrepr keeps Flower readable)."""
+    """Send the task message (ids only; argsrepr keeps Flower readable).
+
+    The outcome travels on the event stream, so no task result is stored for a triggered
+    rotation (``ignore_result``): the sender does not subscribe to a result channel and the
+    worker writes no STARTED/SUCCESS state. A task sent by hand (Flower) keeps its result.
+    """
     app.send_task(
         ROTATE_TASK,
         args=[destination_id, rotation_id],
         argsrepr=f"(destination={destination_id}, rotation={rotation_id})",
+        ignore_result=True,
     )
 
 

@@ -131,13 +131,25 @@ class RedoxClient:
 
     # -- auth credentials ---------------------------------------------------------------
 
-    def list_auth_credentials(self, environment_id: str) -> list[AuthCredential]:
-        """GET /v1/environments/{id}/authcredentials."""
+    def list_auth_credentials(
+        self, environment_id: str, *, where: Callable[[dict[str, Any]], bool] | None = None
+    ) -> list[AuthCredential]:
+        """GET /v1/environments/{id}/authcredentials; with ``where``, only the raw items it
+        accepts are validated and returned (an environment can hold thousands)."""
         what = f"list auth credentials of {environment_id}"
         path = f"/v1/environments/{environment_id}/authcredentials"
         payload = self._retried("list_credentials", "GET", path)
         key = "credentials" if "credentials" in payload else "authCredentials"
         items = pick_list(payload, key, what)
+        if where is not None:
+            # Filtering skips validation of the rest: check the fields the filter reads, or a
+            # garbled list would look like "not there yet" and a retried issue would POST twice.
+            for item in items:
+                if not isinstance(item.get("id"), str | int) or not isinstance(
+                    item.get("name"), str | None
+                ):
+                    raise BadRedoxResponse(f"{what}: an item has no valid id/name")
+            items = [item for item in items if where(item)]
         return [validate_model(AuthCredential, item, what) for item in items]
 
     def get_auth_credential(self, credential_id: str) -> AuthCredential:

@@ -66,14 +66,22 @@ class RotationWorkflow:
         Raises TransientError when Redox is unavailable and ``final_attempt`` is false,
         and LockLost when another worker took over (nothing more is written).
         """
+        try:
+            return self._run(rotation_id, fence, final_attempt=final_attempt)
+        finally:
+            if self.metrics is not None:
+                self.metrics.flush()  # the run's counters, in one round trip
+
+    def _run(self, rotation_id: str, fence: Fence, *, final_attempt: bool) -> str | None:
         record = self._record(rotation_id)
         if record.outcome:
             self._after(record)
             return record.outcome
         with bind_rotation(rotation_id, record.destination_id):
-            attempt = self.store.next_attempt(rotation_id)
-            self.store.update(rotation_id, status="running", last_started_at=repr(self.clock()))
-            record = self._record(rotation_id)
+            attempt, started = self.store.start_run(
+                rotation_id, status="running", last_started_at=repr(self.clock())
+            )
+            record = started if started is not None else self._record(rotation_id)
             self.store.publish_once(
                 rotation_id, "started_published", rotation_event(record, "started")
             )
@@ -209,7 +217,11 @@ class RotationWorkflow:
                 self.metrics.rotation_finished(outcome)
             if self.steps.hook is not None:  # test-only crash point: terminal event written
                 self.steps.hook("publish", record.rotation_id)
-        self._after(self._record(record.rotation_id))
+            # What finish just wrote, without reading it back.
+            fields = {**record.fields, **record_fields, "outcome": outcome, "status": outcome}
+            self._after(RotationRecord(fields))
+            return outcome
+        self._after(self._record(record.rotation_id))  # finished by an earlier run
         return outcome
 
     def _after(self, record: RotationRecord) -> None:

@@ -57,9 +57,12 @@ class Lease:
         self.generation = 0
         self.lost = False
 
-    def acquire(self) -> bool:
-        """Take the lock without waiting; on success bump and keep the fencing generation."""
-        if not self._lock.acquire(blocking=False, token=self._token):
+    def acquire(self, wait: float = 0.0) -> bool:
+        """Take the lock, waiting up to ``wait`` seconds (a run that just finished releases it
+        a moment after its claim); on success bump and keep the fencing generation."""
+        blocking = wait > 0
+        timeout = wait if blocking else None
+        if not self._lock.acquire(blocking=blocking, blocking_timeout=timeout, token=self._token):
             return False
         self.generation = int(self._client.incr(self._generation_key))
         # copy_context: the heartbeat's log lines carry the bound rotation_id/destination_id.

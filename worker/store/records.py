@@ -188,6 +188,18 @@ class RotationStore:
             mapping={k: str(v) for k, v in fields.items()},
         )
 
+    def start_run(self, rotation_id: str, **fields: str) -> tuple[int, RotationRecord | None]:
+        """Count one more task run, write ``fields`` and read the record back, in one
+        round trip (MULTI/EXEC); return the run's number (1-based) and the record."""
+        key = self._keys.rotation(rotation_id)
+        with self._r.pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, "attempt", 1)
+            pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
+            pipe.hgetall(key)
+            attempt, _, raw = pipe.execute()
+        record = RotationRecord({_text(k): _text(v) for k, v in raw.items()}) if raw else None
+        return int(attempt), record
+
     def next_attempt(self, rotation_id: str) -> int:
         """Count one more task run of this rotation; return its number (1-based)."""
         return int(self._r.hincrby(self._keys.rotation(rotation_id), "attempt", 1))

@@ -1,0 +1,333 @@
+"""The small harness every figure uses: a shared local stack, a rotation driver, the report.
+
+One :class:`BenchStack` (redis-server with AOF and the sandbox as child processes, through
+:class:`worker.stack.LocalStack`) serves every figure of a run; each figure resets the
+sandbox, sets its latency and rate limit through the control API, flushes Redis and starts
+its own worker(s). :class:`Driver` triggers rotations the way ``rotator rotate --all`` does
+(:func:`worker.trigger.request_rotation`, ``trigger="fleet"``) and follows their terminal
+events on the stream. Figures return a :class:`Figure`: value, goal, ratio, PASS/FAIL and
+the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import psutil
+import redis
+
+from config.settings import Settings, load_settings
+from worker.celery_app import create_app
+from worker.events import TERMINAL_OUTCOMES
+from worker.sandbox.client import SandboxControl
+from worker.stack import Child, LocalStack
+from worker.store.keys import Keys
+from worker.store.records import RotationStore
+from worker.trigger import request_rotation
+
+__all__ = [
+    "SERVICE_WORKERS",
+    "BenchStack",
+    "Driver",
+    "Figure",
+    "RunResult",
+    "median_seconds",
+    "tree_rss",
+]
+
+#: Budgets for the workers of every figure (the defaults, except what a figure sets).
+WORKER_ENV = {
+    # No registry in the benches: retire old credentials right away when a figure asks.
+    "ROTATOR_SCHEDULER__DEFAULT_GRACE_SECONDS": "0",
+}
+#: Service-side limiter for the "no rate limit" figures: on (its Redis cost stays in the
+#: figure), but far above anything a figure can reach.
+UNLIMITED = {
+    "ROTATOR_RATE_LIMIT__REQUESTS": "100000000",
+    "ROTATOR_RATE_LIMIT__WINDOW_SECONDS": "60",
+}
+#: The worker setup the throughput figures run (pool, concurrency per process, processes):
+#: the recommended production setting for this machine (see docs/performance.md).
+SERVICE_WORKERS = (
+    os.environ.get("BENCH_POOL", "threads"),
+    int(os.environ.get("BENCH_CONCURRENCY", "12")),
+    int(os.environ.get("BENCH_PROCESSES", "3")),
+)
+TERMINAL_TYPES = {f"rotator.rotation.{o}": o for o in TERMINAL_OUTCOMES}
+
+
+@dataclass
+class Figure:
+    """One benchmark figure: what was measured against its goal."""
+
+    name: str
+    title: str
+    value: str
+    goal: str
+    ratio: float
+    passed: bool
+    command: str
+    details: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        """The figure as printed by ``python -m bench``."""
+        verdict = "PASS" if self.passed else "FAIL"
+        lines = [
+            f"[{verdict}] {self.name}: {self.title}",
+            f"    measured: {self.value}",
+            f"    goal:     {self.goal}",
+            f"    ratio:    {self.ratio:.3f}",
+            *(f"    {line}" for line in self.details),
+            f"    reproduce: {self.command}",
+        ]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form (``--json``)."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "value": self.value,
+            "goal": self.goal,
+            "ratio": round(self.ratio, 4),
+            "passed": self.passed,
+            "command": self.command,
+            "details": self.details,
+        }
+
+
+def command_for(name: str, quick: bool) -> str:
+    """The command that reproduces one figure."""
+    return f"python -m bench --only {name}" + (" --quick" if quick else "")
+
+
+class BenchStack:
+    """redis-server + sandbox shared by the figures of one run; workers per figure."""
+
+    def __init__(self) -> None:
+        self.local = LocalStack(env=WORKER_ENV)
+        self.local.start_redis()
+        self.control: SandboxControl = self.local.start_sandbox(seed=0)
+        self.redis = redis.Redis.from_url(self.local.redis.url, decode_responses=True)
+        self.workers: list[Child] = []
+
+    def prepare(
+        self, *, latency_ms: float = 0.0, rate_limit: int | None = None, window: float = 300.0
+    ) -> None:
+        """Stop the figure's workers, empty Redis and the sandbox, set latency and rate limit."""
+        self.stop_workers()
+        self.redis.flushall()
+        self.control.reset()
+        self.control.set_faults(latency_ms=latency_ms)
+        self.control.set_rate_limit(rate_limit, window)
+
+    def settings(self, env: dict[str, str] | None = None) -> Settings:
+        """Settings exactly as a worker started with ``env`` sees them."""
+        with mock.patch.dict(os.environ, self.local.child_env(env), clear=True):
+            return load_settings()
+
+    def start_worker(
+        self, name: str, *, concurrency: int, pool: str, env: dict[str, str] | None = None
+    ) -> Child:
+        """A worker for the current figure (stopped by the next :meth:`prepare`)."""
+        child = self.local.start_worker(
+            name, "--without-mingle", "--without-gossip",
+            concurrency=concurrency, pool=pool, env=env,
+        )  # fmt: skip
+        self.workers.append(child)
+        return child
+
+    def stop_workers(self) -> None:
+        """Stop every worker this stack started for the current figure."""
+        for child in self.workers:
+            child.stop()
+            if child in self.local.children:
+                self.local.children.remove(child)
+        self.workers.clear()
+
+    def journal_summary(self) -> dict[str, Any]:
+        """Counts of what reached the sandbox (by kind, status, kind:status)."""
+        summary: dict[str, Any] = self.control.journal()["summary"]
+        return summary
+
+    def journal(self) -> dict[str, Any]:
+        """Every journal entry and the summary."""
+        return self.control.journal()
+
+    def close(self) -> None:
+        """Stop everything."""
+        self.stop_workers()
+        self.redis.close()
+        self.control.close()
+        self.local.close()
+
+
+@contextmanager
+def bench_stack() -> Iterator[BenchStack]:
+    """A :class:`BenchStack` for a ``with`` block."""
+    stack = BenchStack()
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+@dataclass
+class RunResult:
+    """What a driver run saw: wall time from the first trigger to the last terminal event."""
+
+    wall: float
+    outcomes: Counter[str]
+    started: float
+    finished: float
+
+    @property
+    def total(self) -> int:
+        """Terminal events counted."""
+        return sum(self.outcomes.values())
+
+
+class Driver:
+    """Triggers rotations from this process and follows their terminal events."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = redis.Redis.from_url(settings.redis_dsn, decode_responses=True)
+        self.keys = Keys(settings.key_prefix)
+        self.store = RotationStore(
+            self.redis,
+            self.keys,
+            claim_ttl=settings.lock.claim_ttl_seconds,
+            stream_maxlen=settings.events.stream_maxlen,
+        )
+        self.app = create_app(settings)
+        rows: Any = self.redis.xrevrange(self.keys.events, count=1)
+        self._last = str(rows[0][0]) if rows else "0-0"
+
+    def trigger(self, destination_id: str) -> str:
+        """Claim and send one rotation; return its id."""
+        return request_rotation(self.app, self.store, destination_id, trigger="fleet").rotation_id
+
+    def ended(self, block_ms: int = 200) -> list[tuple[str, str, str]]:
+        """``(rotation id, destination id, outcome)`` of terminal events since the last call."""
+        reply: Any = self.redis.xread({self.keys.events: self._last}, block=block_ms, count=2000)
+        done: list[tuple[str, str, str]] = []
+        for _, rows in reply or []:
+            for stream_id, fields in rows:
+                self._last = str(stream_id)
+                event = json.loads(fields["event"])
+                outcome = TERMINAL_TYPES.get(event.get("type", ""))
+                if outcome is not None:
+                    data = event["data"]
+                    done.append((data["rotationId"], data["destinationId"], outcome))
+        return done
+
+    def run(
+        self,
+        destinations: list[str],
+        *,
+        total: int | None = None,
+        in_flight: int | None = None,
+        timeout: float = 600.0,
+        every: Callable[[int], None] | None = None,
+    ) -> RunResult:
+        """Rotate every destination once; with ``total`` above their count, keep
+        ``in_flight`` rotations going (default: half the destinations) until ``total``
+        ended. A destination is rotated again only after it rested at the back of the
+        queue (its previous task must have released its lease first).
+        ``every(n)`` is called after each batch of terminal events with the count so far."""
+        want = total if total is not None else len(destinations)
+        if total is None or total <= len(destinations):
+            window = len(destinations)
+        else:
+            window = in_flight or max(1, len(destinations) // 2)
+        idle = deque(destinations)
+        started = time.perf_counter()
+        ours: set[str] = set()
+        sent = 0
+        while idle and sent < min(want, window):
+            ours.add(self.trigger(idle.popleft()))
+            sent += 1
+        outcomes: Counter[str] = Counter()
+        finished = started
+        deadline = time.monotonic() + timeout
+        while sum(outcomes.values()) < want:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{sum(outcomes.values())} of {want} rotations ended in time")
+            batch = self.ended()
+            for rotation_id, destination_id, outcome in batch:
+                if rotation_id not in ours:
+                    continue
+                ours.discard(rotation_id)
+                outcomes[outcome] += 1
+                finished = time.perf_counter()
+                idle.append(destination_id)
+                if sent < want:
+                    ours.add(self.trigger(idle.popleft()))
+                    sent += 1
+            if batch and every is not None:
+                every(sum(outcomes.values()))
+        return RunResult(finished - started, outcomes, started, finished)
+
+    def retire_now(self, timeout: float = 60.0) -> None:
+        """Send ``retire_due`` until the retirement queue is empty."""
+        deadline = time.monotonic() + timeout
+        while int(self.redis.zcard(self.keys.retirement)):
+            if time.monotonic() > deadline:
+                raise TimeoutError("retirement queue did not drain")
+            self.app.send_task("retire_due")
+            wait_until(lambda: int(self.redis.zcard(self.keys.retirement)) == 0, 5.0)
+
+    def close(self) -> None:
+        """Close the Redis connection."""
+        self.redis.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, poll: float = 0.05) -> bool:
+    """Poll ``condition`` until true or ``timeout``; return the last answer."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll)
+    return True
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its children."""
+    root = psutil.Process(pid)
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def median_seconds(
+    run: Callable[[], object], repeat: int, setup: Callable[[], object] | None = None
+) -> float:
+    """Median wall time of ``run`` over ``repeat`` runs (``setup`` before each, untimed)."""
+    times: list[float] = []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def fmt_counts(counts: Iterable[tuple[str, int]]) -> str:
+    """``a=1, b=2`` for a details line."""
+    return ", ".join(f"{k}={v}" for k, v in counts)
