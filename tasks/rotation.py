@@ -8,8 +8,10 @@ through the same single-flight guard as the CLI, so it can never start a second 
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
+import redis
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -25,6 +27,11 @@ __all__ = ["retry_countdown", "rotate_destination"]
 log = get_logger(__name__)
 
 
+#: How long a run waits for a destination's lease before parking itself with a countdown:
+#: covers the moment between a finished rotation's claim release and its lease release.
+LEASE_WAIT_SECONDS = 3.0
+
+
 def retry_countdown(attempt: int, initial: float, maximum: float) -> float:
     """Full-jitter exponential countdown for the next task run (at least one second)."""
     return max(1.0, random.uniform(0, min(maximum, initial * 2 ** max(attempt - 1, 0))))
@@ -36,6 +43,36 @@ def rotate_destination(
 ) -> dict[str, Any]:
     """Run (or resume) rotation ``rotation_id`` of ``destination_id``."""
     runtime = runtime_for(self.app)
+    try:
+        return _rotate(self, runtime, destination_id, rotation_id)
+    except redis.RedisError as exc:
+        # Redis (broker and store) went away mid-run. Failing now would ack the message and
+        # strand the claimed rotation: wait for Redis, then retry (the steps resume from the
+        # record). If it stays down, the retry cannot be sent either and the unacked message
+        # comes back after the visibility timeout.
+        log.warning("redis unavailable; rotation will be retried", error=type(exc).__name__)
+        _wait_for_redis(runtime, runtime.settings.celery.soft_time_limit / 2)
+        raise self.retry(
+            args=[destination_id, rotation_id], countdown=1.0, max_retries=None
+        ) from None
+
+
+def _wait_for_redis(runtime: Runtime, seconds: float) -> bool:
+    """Poll Redis until it answers (True) or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if runtime.redis.ping():
+                return True
+        except redis.RedisError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def _rotate(
+    task: Task, runtime: Runtime, destination_id: str, rotation_id: str | None
+) -> dict[str, Any]:
     store = runtime.store
     if rotation_id is None:
         claim = store.claim(destination_id, trigger="api", reason="task sent without a rotation id")
@@ -54,14 +91,18 @@ def rotate_destination(
             ttl=runtime.settings.lock.ttl_seconds,
             renew_every=runtime.settings.lock.renew_every_seconds,
         )
-        if not lease.acquire():
+        if not lease.acquire(wait=LEASE_WAIT_SECONDS):
             # Another run of this destination is alive, or a killed one's lease has not expired
             # yet: come back when it would expire (a live holder renews it, so we wait again).
             ttl = runtime.settings.lock.ttl_seconds
             countdown = min(max(lease.remaining(), 0.5), ttl) + random.uniform(0, min(5.0, ttl / 4))
-            raise self.retry(countdown=countdown, max_retries=None)
+            # Always name the rotation: a bare send (no rotation id) that claimed one must
+            # come back as that rotation, not claim again and find "already in progress".
+            raise task.retry(
+                args=[destination_id, rotation_id], countdown=countdown, max_retries=None
+            )
         try:
-            return _run(self, runtime, lease, destination_id, rotation_id, record.attempt)
+            return _run(task, runtime, lease, destination_id, rotation_id, record.attempt)
         finally:
             lease.release()
 
@@ -91,7 +132,9 @@ def _run(
             countdown=round(countdown, 1),
             error=type(exc).__name__,
         )
-        raise task.retry(countdown=countdown, max_retries=None) from None
+        raise task.retry(
+            args=[destination_id, rotation_id], countdown=countdown, max_retries=None
+        ) from None
     return _result(rotation_id, destination_id, outcome)
 
 

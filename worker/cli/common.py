@@ -28,15 +28,28 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
 
+# Typer >= 0.20 vendors its own click (``typer._click``): its usage errors are not click's.
+_USAGE_ERRORS: tuple[type[Exception], ...] = (click.exceptions.UsageError,)
+_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
+try:
+    from typer._click import exceptions as _typer_click
+
+    _USAGE_ERRORS += (_typer_click.UsageError,)
+except ImportError:  # pragma: no cover - older Typer uses click itself
+    pass
+
 
 def run_cli(app: typer.Typer) -> int:
     """Run the Typer app; expected errors become one line on stderr and an exit code."""
     try:
         result = app(standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        exc.show()
+    except _USAGE_ERRORS as exc:
+        # One line, like every other bad input (click would print usage and a box).
+        message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+        if message:  # empty when the help was printed (a group called without a command)
+            _error_line(f"{message} (see --help)")
         return 2
-    except click.exceptions.Abort:
+    except _ABORTS:
         err_console.print("aborted")
         return 130
     except KeyboardInterrupt:

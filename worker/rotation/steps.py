@@ -133,7 +133,10 @@ class RotationSteps:
         rid = record.rotation_id
         name = credential_name(destination, rid)
         known_new = record.get("new_credential_id")
-        credentials = self.redox.list_auth_credentials(environment_id)
+        wanted = {known_new, old_id}
+        credentials = self.redox.list_auth_credentials(
+            environment_id, where=lambda item: item.get("id") in wanted or item.get("name") == name
+        )
         mine = _find_own(credentials, name, known_new)
         if mine is not None:
             self._remember_new(rid, mine.id)
@@ -216,7 +219,7 @@ class RotationSteps:
         """Put the old credential back and delete the unused new one; return what was done."""
         done: list[str] = []
         old = record.get("old_credential_id")
-        new = record.get("new_credential_id")
+        new = record.get("new_credential_id") or self._made_but_unrecorded(record)
         if not new:
             return done
         current: str | None
@@ -243,6 +246,20 @@ class RotationSteps:
                 done.append(f"kept {new}: delete refused ({exc.status})")
         self.store.update(record.rotation_id, rollback=("; ".join(done) or "nothing to undo")[:300])
         return done
+
+    def _made_but_unrecorded(self, record: RotationRecord) -> str | None:
+        """A credential the create made although its reply was unusable (found by name)."""
+        name = record.get("new_credential_name")
+        environment_id = record.get("environment_id")
+        if not name or not environment_id:
+            return None  # the create was never attempted
+        found = self.redox.list_auth_credentials(
+            environment_id, where=lambda item: item.get("name") == name
+        )
+        if not found:
+            return None
+        self.store.update(record.rotation_id, new_credential_id=found[0].id)
+        return found[0].id
 
 
 def _find_own(

@@ -149,7 +149,7 @@ class RotationWorkflow:
             raise
         except (TransientError, PermanentError) as rollback_error:
             return self._stuck(rotation_id, exc, rollback_error)
-        outcome = "rolled_back" if record.get("new_credential_id") else "failed"
+        outcome = "rolled_back" if record.get("new_credential_id") or undone else "failed"
         log.info("rollback done", undone=undone)
         return self._finish(self._record(rotation_id), outcome, exc)
 
