@@ -119,6 +119,10 @@ class CelerySettings(_Group):
     result_expires: float = Field(3600.0, gt=0)
     max_tasks_per_child: int = Field(1000, ge=1)
     concurrency: int = Field(8, ge=1)
+    #: Rotations wait on I/O, so threads are the default (a Runtime, token and connection pool
+    #: shared by all slots). Celery enforces the time limits only on prefork; on threads a run
+    #: is still bounded far below the visibility timeout by the HTTP timeouts, tenacity's
+    #: deadline and the limiter's max wait on every call. Choose prefork to have them enforced.
     pool: Literal["prefork", "threads", "solo"] = "threads"
 
     @model_validator(mode="after")
