@@ -9,16 +9,28 @@ from typing import Any
 
 import pytest
 import structlog
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from worker.logging import REDACTED, configure_logging, get_logger, redact_secrets, redact_text
 
 JWT = "eyJhbGciOiJSUzM4NCIsImtpZCI6ImsxIn0.eyJpc3MiOiJjbGllbnQtMSJ9.c2lnbmF0dXJlLWJ5dGVz"
 TOKEN = "tok_4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
-PEM = (
-    "-----BEGIN PRIVATE KEY-----\n"
-    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n"
-    "-----END PRIVATE KEY-----"
-)
+
+
+def _fresh_pem() -> str:
+    """A private key made for this run (no key material lives in the repository)."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+PEM = _fresh_pem()
+PEM_BODY = PEM.splitlines()[1]
+TRUNCATED_PEM = "\n".join(PEM.splitlines()[:2])
 DEST = "6f1c2a9e-1111-4222-8333-944445555666"
 CRED = "0b7e6d5c-aaaa-4bbb-8ccc-ddddeeeeffff"
 
@@ -29,8 +41,8 @@ CRED = "0b7e6d5c-aaaa-4bbb-8ccc-ddddeeeeffff"
         (f"Authorization: Bearer {TOKEN}", TOKEN),
         (f"sent bearer {TOKEN} to redox", TOKEN),
         (f"assertion {JWT} refused", JWT),
-        (f"key was {PEM} oops", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"),
-        ("truncated -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx", "MIIEowIBAAKCAQEAx"),
+        (f"key was {PEM} oops", PEM_BODY),
+        (f"truncated {TRUNCATED_PEM}", PEM_BODY),
         ("grant_type=client_credentials&client_secret=hunter2hunter2&x=1", "hunter2hunter2"),
         ('{"clientSecret": "hunter2hunter2", "id": "c-1"}', "hunter2hunter2"),
         ("password=p4ssw0rd-value", "p4ssw0rd-value"),
@@ -138,7 +150,7 @@ def test_rendered_logs_carry_no_secret(
     err = capsys.readouterr().err
     lines = [json.loads(line) for line in err.splitlines()]
     assert len(lines) == 5
-    for secret in (TOKEN, JWT, "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcw", "hunter2", "r3dis-pass"):
+    for secret in (TOKEN, JWT, PEM_BODY, "hunter2", "r3dis-pass"):
         assert secret not in err
     assert lines[0]["destination_id"] == DEST
     assert lines[1]["credential_id"] == CRED
