@@ -18,7 +18,6 @@ from worker.errors import (
     PermanentError,
     RedoxNotFound,
     RedoxRejected,
-    RotatorError,
     VerificationFailed,
 )
 from worker.logging import get_logger
@@ -272,10 +271,3 @@ def _find_own(
                 return credential
     named = [c for c in credentials if c.name == name]
     return named[0] if named else None
-
-
-def is_permanent(exc: BaseException) -> bool:
-    """True for errors that a retry cannot fix."""
-    return isinstance(exc, PermanentError) or (
-        isinstance(exc, RotatorError) and not hasattr(exc, "status")
-    )

@@ -127,7 +127,7 @@ class RotationWorkflow:
     def _rotate(self, record: RotationRecord, fence: Fence) -> None:
         with self._timed("read"):
             destination, environment_id, old_id = self.steps.read(record)
-        record = self._record(record.rotation_id)
+        # read() records only the old credential; ids and new_credential_id are as loaded.
         new_id = record.get("new_credential_id")
         if new_id and destination.auth_credential == new_id:
             log.info("switch already done by an earlier run")
@@ -138,7 +138,7 @@ class RotationWorkflow:
         with self._timed("issue"):
             new_id = self.steps.issue(record, destination, environment_id, old_id, source, fence)
         with self._timed("switch"):
-            self.steps.switch_and_verify(self._record(record.rotation_id), new_id, fence)
+            self.steps.switch_and_verify(record, new_id, fence)
 
     def _fail(self, rotation_id: str, fence: Fence, exc: PermanentError) -> str:
         log.warning("rotation failed permanently; rolling back", error=type(exc).__name__)
