@@ -20,12 +20,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from unittest import mock
 
 import psutil
 import redis
 
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from worker.celery_app import create_app
 from worker.events import TERMINAL_OUTCOMES
 from worker.sandbox.client import SandboxControl
@@ -132,17 +131,13 @@ class BenchStack:
 
     def settings(self, env: dict[str, str] | None = None) -> Settings:
         """Settings exactly as a worker started with ``env`` sees them."""
-        with mock.patch.dict(os.environ, self.local.child_env(env), clear=True):
-            return load_settings()
+        return self.local.settings(env)
 
     def start_worker(
         self, name: str, *, concurrency: int, pool: str, env: dict[str, str] | None = None
     ) -> Child:
         """A worker for the current figure (stopped by the next :meth:`prepare`)."""
-        child = self.local.start_worker(
-            name, "--without-mingle", "--without-gossip",
-            concurrency=concurrency, pool=pool, env=env,
-        )  # fmt: skip
+        child = self.local.start_worker(name, concurrency=concurrency, pool=pool, env=env)
         self.workers.append(child)
         return child
 

@@ -22,6 +22,7 @@ from typing import IO
 
 import httpx
 
+from config.settings import Settings, load_settings
 from worker.errors import UsageError
 from worker.sandbox.client import SandboxControl
 from worker.store.server import RedisServer, free_port
@@ -113,13 +114,18 @@ class LocalStack:
 
     def start_worker(
         self, name: str = "w1", *args: str, concurrency: int = 4, pool: str = "threads",
-        env: dict[str, str] | None = None, wait: bool = True,
+        env: dict[str, str] | None = None, wait: bool = True, lean: bool = True,
     ) -> Child:  # fmt: skip
-        """Start ``rotator worker`` with a unique node name; wait until it answers a ping."""
+        """Start ``rotator worker`` with a unique node name; wait until it is ready.
+
+        ``lean`` turns off mingle and gossip: on a one-host stack they only add start-up
+        time and broker chatter.
+        """
         node = f"{name}@%h"
+        extra = ("--without-mingle", "--without-gossip", *args) if lean else args
         child = self._spawn(
             f"worker-{name}",
-            ["worker", "--pool", pool, "-c", str(concurrency), "-n", node, *args],
+            ["worker", "--pool", pool, "-c", str(concurrency), "-n", node, *extra],
             env=env,
         )
         if wait:
@@ -158,6 +164,18 @@ class LocalStack:
         env.update(self.extra_env)
         env.update(extra or {})
         return env
+
+    def settings(self, env: dict[str, str] | None = None) -> Settings:
+        """Settings exactly as a child started with ``env`` sees them (swaps os.environ for
+        the call: for tests and benchmarks, not for threads that read the environment)."""
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(self.child_env(env))
+        try:
+            return load_settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
     def rotator(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
                 input_text: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip

@@ -10,16 +10,14 @@ seconds; the figures never depend on timings.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
 import redis
 from celery import Celery
 
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from worker.celery_app import create_app
 from worker.events import TERMINAL_OUTCOMES, EventStream
 from worker.retirement import RetirementQueue, retire_due
@@ -55,18 +53,6 @@ BASE_ENV = {
 def outcome_of(event: dict[str, Any]) -> str:
     """``succeeded`` for ``rotator.rotation.succeeded``."""
     return str(event.get("type", "")).rsplit(".", 1)[-1]
-
-
-@contextlib.contextmanager
-def _environ(env: dict[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 class Chaos:
@@ -124,11 +110,10 @@ class Chaos:
         env: dict[str, str] | None = None,
         wait: bool = True,
     ) -> Child:
-        """Start ``rotator worker`` (no mingle/gossip: fast start, fewer broker messages)."""
+        """Start a lean ``rotator worker`` for this scenario."""
         child = self.stack.start_worker(
-            name, "--without-mingle", "--without-gossip",
-            concurrency=concurrency, pool=pool, env=env, wait=wait,
-        )  # fmt: skip
+            name, concurrency=concurrency, pool=pool, env=env, wait=wait
+        )
         self.workers.append(child)
         return child
 
@@ -144,8 +129,7 @@ class Chaos:
 
     def settings(self, **env: str) -> Settings:
         """Settings as the stack's children see them (plus ``env``)."""
-        with _environ(self.stack.child_env(env)):
-            return load_settings()
+        return self.stack.settings(env)
 
     def app(self) -> Celery:
         """A Celery app in this process, configured like the workers."""

@@ -8,19 +8,17 @@ they seed their own destinations and flush everything first.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
-from unittest import mock
 
 import pytest
 import redis
 from celery import Celery
 
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from worker.celery_app import create_app
 from worker.events import TERMINAL_OUTCOMES, EventStream
 from worker.sandbox.client import SandboxControl
@@ -84,10 +82,7 @@ class Rig:
         env: dict[str, str] | None = None,
     ) -> Child:
         """Start a worker for this test (stopped at teardown)."""
-        child = self.stack.start_worker(
-            name, "--without-mingle", "--without-gossip",
-            concurrency=concurrency, pool=pool, env=env,
-        )  # fmt: skip
+        child = self.stack.start_worker(name, concurrency=concurrency, pool=pool, env=env)
         self.workers.append(child)
         return child
 
@@ -97,8 +92,7 @@ class Rig:
 
     def settings(self, **env: str) -> Settings:
         """Settings as the stack's children see them (plus ``env``)."""
-        with mock.patch.dict(os.environ, self.stack.child_env(env), clear=True):
-            return load_settings()
+        return self.stack.settings(env)
 
     def app(self) -> Celery:
         """A Celery app in this process, configured like the workers."""
