@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import redis
@@ -112,12 +113,10 @@ class Runtime:
             metrics=self.metrics,
         )
 
-    @property
+    @cached_property
     def catalog(self) -> StrategyCatalog:
-        """Strategy field catalog (cached per process)."""
-        if not hasattr(self, "_catalog"):
-            self._catalog = StrategyCatalog(self.redox)
-        return self._catalog
+        """Strategy field catalog (one per process: unknown strategies are fetched once)."""
+        return StrategyCatalog(self.redox)
 
     def secret_source_for(self, destination_id: str) -> SecretSource:
         """The destination's secret source: its registry policy, else the settings default."""
