@@ -217,3 +217,30 @@ def test_strategies_and_aws_secret_flags(sandbox: SandboxThread, api: httpx.Clie
     assert cred["accessKey"] == "AKIAEXAMPLE"
     assert cred["hasSecretKey"] is True and cred["hasSessionToken"] is False
     assert "secretKey" not in cred
+
+
+def test_credential_list_follows_every_change(sandbox: SandboxThread, api: httpx.Client) -> None:
+    """The list is built from cached JSON views: a PATCH, a rename or a delete must show."""
+    dev = env_id(sandbox, "Development")
+    prod = env_id(sandbox, "Production")
+    url = f"/v1/environments/{dev}/authcredentials"
+    first = api.post("/v1/authcredentials", json=_oauth_body(dev)).json()["payload"]["credential"]
+    api.post("/v1/authcredentials", json=_oauth_body(prod))  # another environment's
+    assert [c["id"] for c in api.get(url).json()["payload"]["credentials"]] == [first["id"]]
+    second = api.post("/v1/authcredentials", json=_oauth_body(dev, name="second")).json()
+    second_id = second["payload"]["credential"]["id"]
+    patch = {"name": "renamed", "grantType": "client_credentials", "url": "https://b.test/t"}
+    assert api.patch(f"/v1/authcredentials/{first['id']}", json=patch).status_code == 200
+    reply = api.get(url)
+    assert reply.headers["content-type"] == "application/json"
+    listed = reply.json()
+    assert listed["meta"] == {"version": "1.0.0"}
+    by_id = {c["id"]: c for c in listed["payload"]["credentials"]}
+    assert set(by_id) == {first["id"], second_id}
+    assert by_id[first["id"]]["name"] == "renamed"
+    assert by_id[first["id"]]["url"] == "https://b.test/t"
+    assert by_id[first["id"]] == api.get(f"/v1/authcredentials/{first['id']}").json()[
+        "payload"
+    ]["credential"]
+    assert api.delete(f"/v1/authcredentials/{second_id}").status_code == 200
+    assert [c["id"] for c in api.get(url).json()["payload"]["credentials"]] == [first["id"]]

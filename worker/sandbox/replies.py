@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ __all__ = [
     "META",
     "ApiError",
     "envelope",
+    "envelope_with_list",
     "error_page",
     "error_response",
     "oauth_error",
@@ -49,6 +51,13 @@ class ApiError(Exception):
 def envelope(payload: dict[str, Any], status: int = 200) -> JSONResponse:
     """``{"meta":{"version":"1.0.0"},"payload":{...}}``."""
     return JSONResponse({"meta": META, "payload": payload}, status_code=status)
+
+
+def envelope_with_list(key: str, items_json: bytes) -> Response:
+    """:func:`envelope` of ``{key: [...]}`` from an already serialized JSON array."""
+    head = json.dumps({"meta": META}, separators=(",", ":"))[:-1]
+    body = f'{head},"payload":{{{json.dumps(key)}:'.encode() + items_json + b"}}"
+    return Response(body, media_type="application/json")
 
 
 def reason(status: int) -> str:

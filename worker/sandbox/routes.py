@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.sandbox.replies import ApiError, envelope, error_response
+from worker.sandbox.replies import ApiError, envelope, envelope_with_list, error_response
 from worker.sandbox.runtime import runtime_of
 from worker.sandbox.state import Credential, Destination
 from worker.sandbox.validation import (
@@ -129,10 +129,7 @@ async def list_credentials(request: Request) -> Response:
     """GET /v1/environments/{environmentId}/authcredentials."""
     state = runtime_of(request).state
     env_id = _environment_id(request)
-    found = [
-        state.credential_view(c) for c in state.credentials.values() if c.environment_id == env_id
-    ]
-    return envelope({"credentials": found})
+    return envelope_with_list("credentials", state.environment_credentials_json(env_id))
 
 
 @_api
@@ -190,7 +187,7 @@ async def patch_credential(request: Request) -> Response:
     values = validate_credential_fields(
         body, strategy=cred.auth_strategy, https_only=state.https_only(cred.environment_id)
     )
-    cred.name = name
+    cred.rename(name)
     cred.apply(values)
     return envelope({"credential": state.credential_view(cred)})
 
@@ -206,7 +203,7 @@ async def delete_credential(request: Request) -> Response:
         raise ApiError(
             409, f"Auth credential id [{cred.id}] is in use by {len(users)} destination(s)"
         )
-    del state.credentials[cred.id]
+    state.delete_credential(cred.id)
     message = f"Auth credential id [{cred.id}] was successfully deleted."
     # Documented quirk: "meta" is a plain string in this response.
     return JSONResponse({"meta": "1.0.0", "payload": {"message": message}})

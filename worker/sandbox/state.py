@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import uuid
@@ -57,6 +58,8 @@ class Credential:
     secrets: dict[str, str] = field(default_factory=dict)
     created_at: str = field(default_factory=iso_now)
     updated_at: str = field(default_factory=iso_now)
+    #: Bumped by every change; keys the cached JSON view.
+    version: int = 0
 
     def apply(self, values: dict[str, str | int]) -> None:
         """Store validated strategy fields; omitted fields (secrets included) are kept."""
@@ -66,6 +69,12 @@ class Credential:
             else:
                 self.fields[key] = value
         self.updated_at = iso_now()
+        self.version += 1
+
+    def rename(self, name: str) -> None:
+        """Change the name (the cached view follows)."""
+        self.name = name
+        self.version += 1
 
 
 class SandboxState:
@@ -77,6 +86,7 @@ class SandboxState:
         self.environments: dict[str, Environment] = {}
         self.destinations: dict[str, Destination] = {}
         self.credentials: dict[str, Credential] = {}
+        self._json_views: dict[str, tuple[tuple[int, str], bytes]] = {}
         for flag in ENVIRONMENT_FLAGS:
             for number in range(config.environments.get(flag, 0)):
                 self.add_environment(flag, number + 1)
@@ -122,6 +132,7 @@ class SandboxState:
         """Forget destinations, credentials and tokens; keep environments, keys and config."""
         self.destinations.clear()
         self.credentials.clear()
+        self._json_views.clear()
         self.tokens: dict[str, float] = {}
         self.seen_jtis: dict[str, float] = {}
         self.tokens_issued = 0
@@ -243,6 +254,31 @@ class SandboxState:
         view["createdAt"] = cred.created_at
         view["updatedAt"] = cred.updated_at
         return view
+
+    def credential_json(self, cred: Credential) -> bytes:
+        """:meth:`credential_view` as compact JSON, cached until the credential changes (a
+        list reply repeats every credential of the environment, so it is built from these)."""
+        stamp = (cred.version, cred.updated_at)
+        cached = self._json_views.get(cred.id)
+        if cached is None or cached[0] != stamp:
+            view = self.credential_view(cred)
+            cached = (stamp, json.dumps(view, ensure_ascii=False, separators=(",", ":")).encode())
+            self._json_views[cred.id] = cached
+        return cached[1]
+
+    def environment_credentials_json(self, environment_id: str) -> bytes:
+        """The JSON array of the environment's credentials (as :meth:`credential_view`)."""
+        parts = [
+            self.credential_json(c)
+            for c in self.credentials.values()
+            if c.environment_id == environment_id
+        ]
+        return b"[" + b",".join(parts) + b"]"
+
+    def delete_credential(self, credential_id: str) -> None:
+        """Forget a credential (callers check it is unused)."""
+        del self.credentials[credential_id]
+        self._json_views.pop(credential_id, None)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything except secret values (GET /_sandbox/state)."""
