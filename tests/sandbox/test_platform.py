@@ -239,8 +239,9 @@ def test_credential_list_follows_every_change(sandbox: SandboxThread, api: httpx
     assert set(by_id) == {first["id"], second_id}
     assert by_id[first["id"]]["name"] == "renamed"
     assert by_id[first["id"]]["url"] == "https://b.test/t"
-    assert by_id[first["id"]] == api.get(f"/v1/authcredentials/{first['id']}").json()[
-        "payload"
-    ]["credential"]
+    assert (
+        by_id[first["id"]]
+        == api.get(f"/v1/authcredentials/{first['id']}").json()["payload"]["credential"]
+    )
     assert api.delete(f"/v1/authcredentials/{second_id}").status_code == 200
     assert [c["id"] for c in api.get(url).json()["payload"]["credentials"]] == [first["id"]]
