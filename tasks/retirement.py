@@ -8,7 +8,6 @@ from typing import Any
 from celery import Task, shared_task
 
 from worker.celery_app import runtime_for
-from worker.retirement import RetirementQueue
 from worker.retirement import retire_due as run_retirement
 
 __all__ = ["retire_due"]
@@ -19,7 +18,7 @@ def retire_due(self: Task) -> dict[str, Any]:
     """Retire every due old credential that no destination references any more."""
     runtime = runtime_for(self.app)
     report = run_retirement(
-        RetirementQueue(runtime.redis, runtime.keys),
+        runtime.retirement,
         runtime.redox,
         runtime.events,
         runtime.secret_source_for,

@@ -16,7 +16,7 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.celery_app import runtime_for
-from worker.errors import LockLost, PermanentError, TransientError
+from worker.errors import LockLost, TransientError
 from worker.logging import bind_rotation, get_logger
 from worker.runtime import Runtime
 from worker.store.lease import Lease
@@ -111,16 +111,9 @@ def _run(
     task: Task, runtime: Runtime, lease: Lease, destination_id: str, rotation_id: str, runs: int
 ) -> dict[str, Any]:
     policy = runtime.settings.retry
-    workflow = runtime.workflow()
-    active = runtime.store.active(destination_id)
-    if active not in (None, rotation_id):
-        outcome = workflow.abandon(
-            rotation_id, lease, PermanentError(f"superseded by rotation {active}")
-        )
-        return _result(rotation_id, destination_id, outcome)
     final = runs + 1 > policy.task_max_retries
     try:
-        outcome = workflow.run(rotation_id, lease, final_attempt=final)
+        outcome = runtime.workflow().run(rotation_id, destination_id, lease, final_attempt=final)
     except LockLost:
         return _result(rotation_id, destination_id, "lease_lost")
     except (TransientError, SoftTimeLimitExceeded) as exc:

@@ -74,7 +74,7 @@ def enqueue_due(self: Task) -> dict[str, Any]:
     runtime = runtime_for(self.app)
     return enqueue_due_once(
         self.app,
-        ScheduleStore(runtime.redis, runtime.keys),
+        runtime.schedule,
         runtime.store,
         batch_size=runtime.settings.scheduler.batch_size,
     )

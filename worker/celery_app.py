@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_process_shutdown, worker_shutdown
 
 from config.celery import celery_config
 from config.settings import Settings
@@ -58,3 +59,12 @@ def runtime_for(app: Any) -> Runtime:
                 attach_lifecycle(runtime)
                 _runtimes[key] = runtime
     return runtime
+
+
+@worker_shutdown.connect  # type: ignore[untyped-decorator]
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _flush_metrics(**_: Any) -> None:
+    """Write this process's pending metric increments before it exits."""
+    for (pid, _app), runtime in list(_runtimes.items()):
+        if pid == os.getpid() and runtime.metrics is not None:
+            runtime.metrics.flush()

@@ -17,10 +17,8 @@ import time
 
 from config.registry import DEFAULT_RETIRE, DestinationPolicy
 from worker.logging import get_logger
-from worker.retirement import RetirementQueue
 from worker.runtime import Runtime
 from worker.scheduling.due import next_due
-from worker.scheduling.store import ScheduleStore
 from worker.store.records import RotationRecord, RotationStore
 
 __all__ = ["attach_lifecycle", "follow_up", "may_retire", "retry_delay"]
@@ -36,12 +34,11 @@ def retry_delay(policy: DestinationPolicy) -> float:
 
 def follow_up(runtime: Runtime, record: RotationRecord) -> None:
     """Schedule the next rotation and queue the old credential's retirement, as the outcome says."""
-    schedule = ScheduleStore(runtime.redis, runtime.keys)
+    schedule = runtime.schedule
     destination_id = record.destination_id
-    policy = schedule.policy(destination_id)
+    policy, state = schedule.policy_and_state(destination_id)
     outcome = record.outcome
     finished = float(record.get("finished_at") or time.time())
-    state = runtime.store.destination_state(destination_id)
     latest = state.get("last_rotation_id") in (None, "", record.rotation_id)
     if outcome == "needs_attention" or state.get("needs_attention") or state.get("paused"):
         schedule.unschedule(destination_id)
@@ -65,7 +62,7 @@ def follow_up(runtime: Runtime, record: RotationRecord) -> None:
         if policy is not None
         else runtime.settings.scheduler.default_grace_seconds
     )
-    RetirementQueue(runtime.redis, runtime.keys).schedule(
+    runtime.retirement.schedule(
         old,
         finished + grace,
         environment_id=record.get("environment_id") or "",

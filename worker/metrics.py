@@ -1,7 +1,8 @@
 """Prometheus metrics: counters written to Redis by the workers, read back on every scrape.
 
 Worker processes only increment fields of one Redis hash, ``<prefix>:metrics``
-(:class:`MetricsRecorder`, batched: one pipeline per rotation, and at least every second)::
+(:class:`MetricsRecorder`, batched: a pipeline at the end of a rotation run, at most four
+times a second per process, and at least every second)::
 
     rotations|<outcome>                      terminal outcomes (once per rotation)
     step_seconds_sum|<step>, ..._count|<step>  read / issue / switch / rollback durations
@@ -44,16 +45,26 @@ _CHUNK = 500
 class MetricsRecorder:
     """Increments the counters in Redis; a Redis error never fails a rotation.
 
-    Increments are added up in memory and written in one pipeline by :meth:`flush`: the
-    workflow flushes at the end of every rotation run, and a daemon thread flushes whatever
-    is pending every ``flush_seconds`` (so calls made outside a rotation, e.g. retirement,
-    show up too). One round trip per rotation instead of one per counter.
+    Increments are added up in memory and written in one pipeline by :meth:`flush`: a
+    rotation run ends with :meth:`flush_if_due` (a lone rotation shows up at once; under
+    load, runs share a pipeline at most every ``min_interval`` seconds), and a daemon thread
+    flushes whatever is pending every ``flush_seconds`` (so calls made outside a rotation,
+    e.g. retirement, show up too).
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys, *, flush_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        flush_seconds: float = 1.0,
+        min_interval: float = 0.25,
+    ) -> None:
         self._client = client
         self._key = keys.metrics
         self._flush_seconds = flush_seconds
+        self._min_interval = min_interval
+        self._last_flush = 0.0
         self._lock = threading.Lock()
         self._ints: dict[str, int] = {}
         self._floats: dict[str, float] = {}
@@ -72,11 +83,17 @@ class MetricsRecorder:
             self._floats[name] = self._floats.get(name, 0.0) + amount
             self._ensure_flusher()
 
+    def flush_if_due(self) -> None:
+        """:meth:`flush`, unless another flush ran less than ``min_interval`` ago."""
+        if time.monotonic() - self._last_flush >= self._min_interval:
+            self.flush()
+
     def flush(self) -> None:
         """Write every pending increment in one pipeline (dropped if Redis fails)."""
         with self._lock:
             ints, floats = self._ints, self._floats
             self._ints, self._floats = {}, {}
+            self._last_flush = time.monotonic()
         if not ints and not floats:
             return
         with contextlib.suppress(redis.RedisError), self._client.pipeline(False) as pipe:

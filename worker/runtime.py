@@ -23,9 +23,11 @@ from worker.events import EventStream
 from worker.logging import get_logger
 from worker.metrics import MetricsRecorder
 from worker.redox.client import RedoxClient
+from worker.retirement import RetirementQueue
 from worker.rotation.secrets import SecretSource, build_secret_source
 from worker.rotation.steps import RotationSteps, StrategyCatalog
 from worker.rotation.workflow import AfterRotation, RotationWorkflow
+from worker.scheduling.store import ScheduleStore
 from worker.store.keys import Keys
 from worker.store.limiter import RateLimiter
 from worker.store.records import RotationStore
@@ -108,10 +110,20 @@ class Runtime:
         return RotationWorkflow(
             steps=steps,
             store=self.store,
-            secret_source_for=self.secret_source_for,
+            source_for_policy=self.secret_source_in,
             after_rotation=self.after_rotation,
             metrics=self.metrics,
         )
+
+    @cached_property
+    def schedule(self) -> ScheduleStore:
+        """Due times and synced policies."""
+        return ScheduleStore(self.redis, self.keys)
+
+    @cached_property
+    def retirement(self) -> RetirementQueue:
+        """Old credentials waiting for their grace period to end."""
+        return RetirementQueue(self.redis, self.keys)
 
     @cached_property
     def catalog(self) -> StrategyCatalog:
@@ -120,7 +132,13 @@ class Runtime:
 
     def secret_source_for(self, destination_id: str) -> SecretSource:
         """The destination's secret source: its registry policy, else the settings default."""
-        spec = self._policy_source_spec(destination_id)
+        raw = self.redis.get(self.keys.policy(destination_id))
+        return self.secret_source_in(str(raw) if raw else None)
+
+    def secret_source_in(self, policy_json: str | None) -> SecretSource:
+        """The secret source a registry policy (JSON, None: no policy) names, else the
+        settings default; one instance per distinct spec and process."""
+        spec = _policy_source_spec(policy_json)
         if spec is None:
             default = self.settings.secret_source
             spec = {
@@ -138,27 +156,29 @@ class Runtime:
             self._sources[cache_key] = build_secret_source(spec)
         return self._sources[cache_key]
 
-    def _policy_source_spec(self, destination_id: str) -> dict[str, Any] | None:
-        raw = self.redis.get(self.keys.policy(destination_id))
-        if not raw:
-            return None
-        try:
-            policy = json.loads(str(raw))
-        except ValueError:
-            return None
-        spec = policy.get("secret_source") if isinstance(policy, dict) else None
-        if not isinstance(spec, dict):
-            return None
-        spec = dict(spec)
-        token_env = spec.pop("token_env", None)
-        if token_env:
-            spec["token"] = SecretStr(os.environ.get(str(token_env), ""))
-        return spec
-
     def close(self) -> None:
-        """Close the Redox and Redis connections."""
+        """Write pending metrics; close the Redox and Redis connections."""
+        if self.metrics is not None:
+            self.metrics.flush()
         self.redox.close()
         self.redis.close()
+
+
+def _policy_source_spec(policy_json: str | None) -> dict[str, Any] | None:
+    if not policy_json:
+        return None
+    try:
+        policy = json.loads(policy_json)
+    except ValueError:
+        return None
+    spec = policy.get("secret_source") if isinstance(policy, dict) else None
+    if not isinstance(spec, dict):
+        return None
+    spec = dict(spec)
+    token_env = spec.pop("token_env", None)
+    if token_env:
+        spec["token"] = SecretStr(os.environ.get(str(token_env), ""))
+    return spec
 
 
 def _test_crash_hook(client: redis.Redis, keys: Keys) -> Callable[[str, str], None] | None:

@@ -142,17 +142,41 @@ def test_release_claim_only_if_still_ours(redis_client: redis.Redis, keys: Keys)
     assert record is not None and record.get("status") == "not_sent"
 
 
-def test_attempts_updates_and_created_marks(redis_client: redis.Redis, keys: Keys) -> None:
+def test_start_counts_runs_and_publishes_started_once(
+    redis_client: redis.Redis, keys: Keys
+) -> None:
     store = make_store(redis_client, keys)
     claim = store.claim("dest-1", trigger="operator")
-    assert store.next_attempt(claim.rotation_id) == 1
-    assert store.next_attempt(claim.rotation_id) == 2
-    store.update(claim.rotation_id, step="read", old_credential_id="c-1")
+    snapshot = store.snapshot(claim.rotation_id, "dest-1")
+    assert snapshot.active == claim.rotation_id and snapshot.policy_json is None
+    record = snapshot.record
+    assert record is not None and record.attempt == 0
+    record.note(step="read")
+    assert store.start(record, {"type": "started"}, status="running") == 1
+    assert store.start(record, {"type": "started"}) == 2
+    assert [event["type"] for event in stream(redis_client, keys)] == ["started"]
+    again = store.record(claim.rotation_id)
+    assert again is not None and again.attempt == 2 == record.attempt
+    assert again.get("step") == "read" and again.get("status") == "running"
+
+
+def test_writes_send_noted_fields_and_mark_created(redis_client: redis.Redis, keys: Keys) -> None:
+    store = make_store(redis_client, keys)
+    claim = store.claim("dest-1", trigger="operator")
     record = store.record(claim.rotation_id)
     assert record is not None
-    assert record.attempt == 2 and record.get("old_credential_id") == "c-1"
-    assert record.get("missing") is None
+    record.note(old_credential_id="c-1")
+    assert store.record(claim.rotation_id).get("old_credential_id") is None  # type: ignore[union-attr]
+    store.write(record, step="read")
+    assert not record.pending
+    stored = store.record(claim.rotation_id)
+    assert stored is not None and stored.fields == record.fields
+    assert stored.get("old_credential_id") == "c-1" and stored.get("missing") is None
     assert store.record("no-such-rotation") is None
     assert not store.created_by_us("c-2")
-    store.mark_created("c-2", claim.rotation_id)
+    record.note(environment_id="env-1")
+    store.write_new_credential(record, "c-2")
     assert store.created_by_us("c-2")
+    stored = store.record(claim.rotation_id)
+    assert stored is not None and stored.fields == record.fields
+    assert stored.get("new_credential_id") == "c-2" and stored.get("environment_id") == "env-1"

@@ -29,7 +29,8 @@ RETRY = RetrySettings(max_attempts=2, max_seconds=5, backoff_initial=0.01, backo
 class Gate:
     """A fence that can be closed (as when another worker takes the lease over)."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
         self.open = True
         self.checks = 0
 
@@ -37,6 +38,11 @@ class Gate:
         self.checks += 1
         if not self.open:
             raise LockLost("taken over")
+
+    def write_fenced(self, key: str | None, mapping: dict[str, str]) -> None:
+        self.check()
+        if key is not None and mapping:
+            self.client.hset(key, mapping=dict(mapping))
 
 
 class BrokenSource:
@@ -92,9 +98,12 @@ class Parts:
         self.after: list[RotationRecord] = []
         self.source: SecretSource = GenerateSource(24)
         self.workflow = RotationWorkflow(
-            self.steps, self.store, lambda _dest: self.source, self.after.append
+            self.steps, self.store, lambda _policy: self.source, self.after.append
         )
         self.client = client
+
+    def gate(self) -> Gate:
+        return Gate(self.client)
 
     def claim(self, dest: str) -> str:
         return self.store.claim(dest, trigger="operator").rotation_id
@@ -135,12 +144,12 @@ def test_credential_name() -> None:
 def test_run_succeeds_once_and_a_redelivery_publishes_nothing(parts: Parts) -> None:
     (dest,) = parts.sandbox.control.seed(1)
     rid = parts.claim(dest)
-    gate = Gate()
-    assert parts.workflow.run(rid, gate, final_attempt=False) == "succeeded"
+    gate = parts.gate()
+    assert parts.workflow.run(rid, dest, gate, final_attempt=False) == "succeeded"
     record = parts.record(rid)
     assert parts.dest(dest)["authCredential"] == record.get("new_credential_id")
-    assert gate.checks == 2  # before the POST and before the PATCH
-    assert parts.workflow.run(rid, gate, final_attempt=False) == "succeeded"  # redelivered
+    assert gate.checks == 3  # recording the old credential, before the POST and the PATCH
+    assert parts.workflow.run(rid, dest, gate, final_attempt=False) == "succeeded"  # redelivered
     assert parts.outcomes() == ["started", "succeeded"]
     assert len(parts.after) == 2 and parts.after[0].outcome == "succeeded"  # idempotent hook
     assert parts.store.created_by_us(str(record.get("new_credential_id")))
@@ -153,10 +162,10 @@ def test_issue_twice_finds_its_own_credential(parts: Parts) -> None:
     (dest,) = parts.sandbox.control.seed(1)
     rid = parts.claim(dest)
     record = parts.record(rid)
-    destination, env, old = parts.steps.read(record)
-    first = parts.steps.issue(parts.record(rid), destination, env, old, parts.source, Gate())
+    destination, env, old = parts.steps.read(record, parts.gate())
+    first = parts.steps.issue(parts.record(rid), destination, env, old, parts.source, parts.gate())
     parts.store.update(rid, new_credential_id="")  # as if the record update was lost
-    again = parts.steps.issue(parts.record(rid), destination, env, old, parts.source, Gate())
+    again = parts.steps.issue(parts.record(rid), destination, env, old, parts.source, parts.gate())
     assert first == again
     assert parts.journal_kinds().count("create_credential") == 1
 
@@ -164,11 +173,11 @@ def test_issue_twice_finds_its_own_credential(parts: Parts) -> None:
 def test_drift_is_detected_and_never_overwritten(parts: Parts) -> None:
     (dest,) = parts.sandbox.control.seed(1)
     rid = parts.claim(dest)
-    parts.steps.read(parts.record(rid))  # records the old credential
+    parts.steps.read(parts.record(rid), parts.gate())  # records the old credential
     foreign = parts.sandbox.control.drift(dest)
     with pytest.raises(DriftDetected):
-        parts.steps.read(parts.record(rid))
-    assert parts.workflow.run(rid, Gate(), final_attempt=False) == "failed"
+        parts.steps.read(parts.record(rid), parts.gate())
+    assert parts.workflow.run(rid, dest, parts.gate(), final_attempt=False) == "failed"
     assert parts.dest(dest)["authCredential"] == foreign
     assert parts.outcomes() == ["started", "drift_detected", "failed"]
 
@@ -177,9 +186,9 @@ def test_roll_back_after_the_switch_restores_the_old_credential(parts: Parts) ->
     (dest,) = parts.sandbox.control.seed(1)
     old = parts.dest(dest)["authCredential"]
     rid = parts.claim(dest)
-    assert parts.workflow.run(rid, Gate(), final_attempt=False) == "succeeded"
+    assert parts.workflow.run(rid, dest, parts.gate(), final_attempt=False) == "succeeded"
     new = parts.record(rid).get("new_credential_id")
-    done = parts.steps.roll_back(parts.record(rid), Gate())
+    done = parts.steps.roll_back(parts.record(rid), parts.gate())
     assert done == [f"switched back to {old}", f"deleted {new}"]
     assert parts.dest(dest)["authCredential"] == old
     ids = [c["id"] for c in parts.sandbox.control.state()["credentials"]]
@@ -191,9 +200,9 @@ def test_transient_errors_retry_then_need_attention(parts: Parts) -> None:
     rid = parts.claim(dest)
     parts.sandbox.control.set_faults(p503=1.0)
     with pytest.raises(TransientError):
-        parts.workflow.run(rid, Gate(), final_attempt=False)
+        parts.workflow.run(rid, dest, parts.gate(), final_attempt=False)
     assert parts.record(rid).outcome is None
-    assert parts.workflow.run(rid, Gate(), final_attempt=True) == "needs_attention"
+    assert parts.workflow.run(rid, dest, parts.gate(), final_attempt=True) == "needs_attention"
     state = parts.store.destination_state(dest)
     assert state["needs_attention"] and state["last_outcome"] == "needs_attention"
     assert parts.record(rid).attempt == 2
@@ -203,10 +212,10 @@ def test_transient_errors_retry_then_need_attention(parts: Parts) -> None:
 def test_lost_lease_stops_before_any_write(parts: Parts) -> None:
     (dest,) = parts.sandbox.control.seed(1)
     rid = parts.claim(dest)
-    gate = Gate()
+    gate = parts.gate()
     gate.open = False
     with pytest.raises(LockLost):
-        parts.workflow.run(rid, gate, final_attempt=True)
+        parts.workflow.run(rid, dest, gate, final_attempt=True)
     assert "create_credential" not in parts.journal_kinds()
     assert parts.record(rid).outcome is None
     assert parts.outcomes() == ["started"]
@@ -217,7 +226,7 @@ def test_secret_source_failure_fails_without_leftovers(parts: Parts) -> None:
     old = parts.dest(dest)["authCredential"]
     rid = parts.claim(dest)
     parts.source = BrokenSource()
-    assert parts.workflow.run(rid, Gate(), final_attempt=False) == "failed"
+    assert parts.workflow.run(rid, dest, parts.gate(), final_attempt=False) == "failed"
     assert parts.dest(dest)["authCredential"] == old
     assert [c["id"] for c in parts.sandbox.control.state()["credentials"]] == [old]
     assert parts.record(rid).get("error_class") == "SecretSourceError"

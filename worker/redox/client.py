@@ -9,12 +9,12 @@ repeated POST makes a duplicate: the rotation workflow looks up by name before i
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
+import orjson
 
 from config.settings import RedoxSettings, RetrySettings
 from worker.errors import (
@@ -284,7 +284,7 @@ class RedoxClient:
             if not envelope:
                 return {}
             try:
-                data = json.loads(raw)
+                data = orjson.loads(raw)
             except ValueError:
                 kind = headers.get("content-type", "unknown type").split(";")[0]
                 raise BadRedoxResponse(f"{what}: reply is not JSON ({kind})") from None
@@ -320,7 +320,7 @@ def _read_capped(reply: httpx.Response, what: str) -> bytes:
 def _error_detail(raw: bytes) -> str:
     """A short, redacted reason from a Redox error body (never the body itself)."""
     try:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
     except ValueError:
         return ""
     message: Any = None

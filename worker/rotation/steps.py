@@ -2,7 +2,8 @@
 
 Each step first looks at what Redox actually has, then acts, then records what it did in
 the rotation record, so a redelivered task resumes where the last one stopped. Writes to
-Redox are fenced: ``lease.check()`` runs right before each one.
+Redox are fenced: right before each one, the lease is checked and the record's markers are
+written in the same atomic step (:meth:`Fence.write_fenced`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class Fence(Protocol):
         """Raise LockLost if this worker must not write any more."""
         ...
 
+    def write_fenced(self, key: str | None, mapping: dict[str, str]) -> None:
+        """:meth:`check` and write ``mapping`` to the hash ``key`` in one atomic step."""
+        ...
+
 
 def credential_name(destination: Destination, rotation_id: str) -> str:
     """The new credential's name: ``<destination name>-rot-<first 8 of rotation id>``."""
@@ -85,10 +90,12 @@ class RotationSteps:
         if self.hook is not None:
             self.hook(step, rotation_id)
 
-    def read(self, record: RotationRecord) -> tuple[Destination, str, str]:
+    def read(self, record: RotationRecord, fence: Fence) -> tuple[Destination, str, str]:
         """GET the destination; return it with the environment id and the old credential id.
 
-        Raises DriftDetected when the destination uses neither our old nor our new credential.
+        The first run records the old credential (fenced) before anything else happens, so
+        a later run of the same rotation notices a dashboard edit made in between. Raises
+        DriftDetected when the destination uses neither our old nor our new credential.
         """
         rid = record.rotation_id
         destination = self.redox.get_destination(record.destination_id)
@@ -104,8 +111,9 @@ class RotationSteps:
                     f"destination {destination.id} has no auth credential; nothing to rotate"
                 )
             old = current
-            self.store.update(
-                rid,
+            self._write_fenced(
+                record,
+                fence,
                 old_credential_id=old,
                 environment_id=environment_id,
                 destination_name=(destination.name or "")[:120],
@@ -138,7 +146,7 @@ class RotationSteps:
         )
         mine = _find_own(credentials, name, known_new)
         if mine is not None:
-            self._remember_new(rid, mine.id)
+            self.store.write_new_credential(record, mine.id)
             return mine.id
         old = next((c for c in credentials if c.id == old_id), None)
         if old is None or not old.auth_strategy:
@@ -163,11 +171,18 @@ class RotationSteps:
             values=values,
             secrets=secrets,
         )
-        self.store.update(rid, new_credential_name=name)
+        # The name first: a later run finds the credential by it if the reply is lost.
+        self._write_fenced(record, fence, new_credential_name=name)
         created = self._create_once(credential, allowed + ENVELOPE_FIELDS, environment_id, fence)
-        self._remember_new(rid, created.id)
+        self.store.write_new_credential(record, created.id)
         self._after("issue", rid)
         return created.id
+
+    def _write_fenced(self, record: RotationRecord, fence: Fence, **fields: str) -> None:
+        """Check the lease and write ``fields`` (and anything noted) in one atomic step."""
+        mapping = {**record.take_pending(), **fields}
+        fence.write_fenced(self.store.record_key(record.rotation_id), mapping)
+        record.fields.update(mapping)
 
     def _create_once(
         self,
@@ -176,7 +191,8 @@ class RotationSteps:
         environment_id: str,
         fence: Fence,
     ) -> AuthCredential:
-        """POST the credential; on a transient error, look it up by name before trying again."""
+        """POST the credential; on a transient error, look it up by name before trying again.
+        The caller has just checked the fence; later attempts check it again."""
         first = True
 
         def attempt() -> AuthCredential:
@@ -186,22 +202,17 @@ class RotationSteps:
                 found = _find_own(existing, credential.name, None)
                 if found is not None:
                     return found
+                fence.check()
             first = False
-            fence.check()
             return self.redox.create_auth_credential(credential, allowed)
 
         return call_with_retry(self.retry, "create_credential", attempt)
 
-    def _remember_new(self, rotation_id: str, credential_id: str) -> None:
-        self.store.update(rotation_id, new_credential_id=credential_id, step="issue")
-        self.store.mark_created(credential_id, rotation_id)
-
     def switch_and_verify(self, record: RotationRecord, new_id: str, fence: Fence) -> None:
         """PATCH the destination to ``new_id`` and check Redox shows it (VerificationFailed)."""
         rid = record.rotation_id
-        fence.check()
+        self._write_fenced(record, fence, step="switch")
         updated = self.redox.update_destination(record.destination_id, auth_credential=new_id)
-        self.store.update(rid, step="switch")
         self._after("switch", rid)
         shown = updated.auth_credential
         if shown is None:
@@ -211,7 +222,7 @@ class RotationSteps:
                 f"destination {record.destination_id} shows credential {shown} after the "
                 f"switch, expected {new_id}"
             )
-        self.store.update(rid, step="verify")
+        record.note(step="verify")  # written with the terminal outcome
         self._after("verify", rid)
 
     def roll_back(self, record: RotationRecord, fence: Fence) -> list[str]:
@@ -243,7 +254,7 @@ class RotationSteps:
                     "new credential kept: delete refused", credential_id=new, status=exc.status
                 )
                 done.append(f"kept {new}: delete refused ({exc.status})")
-        self.store.update(record.rotation_id, rollback=("; ".join(done) or "nothing to undo")[:300])
+        self.store.write(record, rollback=("; ".join(done) or "nothing to undo")[:300])
         return done
 
     def _made_but_unrecorded(self, record: RotationRecord) -> str | None:
@@ -257,7 +268,7 @@ class RotationSteps:
         )
         if not found:
             return None
-        self.store.update(record.rotation_id, new_credential_id=found[0].id)
+        self.store.write(record, new_credential_id=found[0].id)
         return found[0].id
 
 

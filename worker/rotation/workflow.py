@@ -1,9 +1,11 @@
 """One rotation, start to terminal event: testable without Celery.
 
-``RotationWorkflow.run`` is called once per task run (first delivery, retry or redelivery).
-It resumes from the rotation record, runs the steps, and ends in exactly one terminal
-outcome (``succeeded``, ``failed``, ``rolled_back`` or ``needs_attention``), or raises a
-TransientError for the task to retry later when budget remains.
+``RotationWorkflow.run`` is called once per task run (first delivery, retry or redelivery),
+under the destination's lease. It reads the rotation record once, resumes from it, runs the
+steps, and ends in exactly one terminal outcome (``succeeded``, ``failed``, ``rolled_back``
+or ``needs_attention``), or raises a TransientError for the task to retry later when budget
+remains. The run keeps its copy of the record current as it writes (see
+:class:`worker.store.records.RotationRecord`), so nothing is read back.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ log = get_logger(__name__)
 #: Must be idempotent: a redelivered task calls it again.
 AfterRotation = Callable[[RotationRecord], None]
 
+#: The secret source for a destination, from its registry policy JSON (None: no policy).
+SourceForPolicy = Callable[[str | None], SecretSource]
+
 
 def rotation_event(
     record: RotationRecord, outcome: str, *, error: BaseException | None = None, **extra: Any
@@ -55,67 +60,66 @@ class RotationWorkflow:
 
     steps: RotationSteps
     store: RotationStore
-    secret_source_for: Callable[[str], SecretSource]
+    source_for_policy: SourceForPolicy
     after_rotation: AfterRotation | None = None
     metrics: MetricsRecorder | None = None
     clock: Callable[[], float] = time.time
 
-    def run(self, rotation_id: str, fence: Fence, *, final_attempt: bool) -> str | None:
+    def run(
+        self, rotation_id: str, destination_id: str, fence: Fence, *, final_attempt: bool
+    ) -> str | None:
         """Run (or resume) the rotation; return its terminal outcome.
 
-        Raises TransientError when Redox is unavailable and ``final_attempt`` is false,
-        and LockLost when another worker took over (nothing more is written).
+        A rotation that is no longer the destination's claimed one (superseded) is ended
+        as failed, undoing anything it made. Raises TransientError when Redox is
+        unavailable and ``final_attempt`` is false, and LockLost when another worker took
+        over (nothing more is written).
         """
         try:
-            return self._run(rotation_id, fence, final_attempt=final_attempt)
+            return self._run_from_snapshot(rotation_id, destination_id, fence, final_attempt)
         finally:
             if self.metrics is not None:
-                self.metrics.flush()  # the run's counters, in one round trip
+                self.metrics.flush_if_due()
 
-    def _run(self, rotation_id: str, fence: Fence, *, final_attempt: bool) -> str | None:
-        record = self._record(rotation_id)
+    def _run_from_snapshot(
+        self, rotation_id: str, destination_id: str, fence: Fence, final_attempt: bool
+    ) -> str | None:
+        snapshot = self.store.snapshot(rotation_id, destination_id)
+        record = snapshot.record
+        if record is None:
+            raise PermanentError(f"rotation {rotation_id} has no record (expired or unknown)")
         if record.outcome:
             self._after(record)
             return record.outcome
         with bind_rotation(rotation_id, record.destination_id):
-            attempt, started = self.store.start_run(
-                rotation_id, status="running", last_started_at=repr(self.clock())
-            )
-            record = started if started is not None else self._record(rotation_id)
-            self.store.publish_once(
-                rotation_id, "started_published", rotation_event(record, "started")
-            )
-            log.info("rotation started", attempt=attempt)
-            try:
-                self._rotate(record, fence)
-            except LockLost:
-                log.warning("rotation stopped: lease lost")
+            if snapshot.active not in (None, rotation_id):
+                superseded = PermanentError(f"superseded by rotation {snapshot.active}")
+                return self._fail(record, fence, superseded)
+            return self._run(record, fence, snapshot.policy_json, final_attempt=final_attempt)
+
+    def _run(
+        self, record: RotationRecord, fence: Fence, policy_json: str | None, *, final_attempt: bool
+    ) -> str:
+        record.note(status="running", last_started_at=repr(self.clock()))
+        started = rotation_event(record, "started", attempt=record.attempt + 1)
+        attempt = self.store.start(record, started)
+        log.info("rotation started", attempt=attempt)
+        try:
+            self._rotate(record, fence, policy_json)
+        except LockLost:
+            log.warning("rotation stopped: lease lost")
+            raise
+        except DriftDetected as exc:
+            return self._drift(record, fence, exc)
+        except PermanentError as exc:
+            return self._fail(record, fence, exc)
+        except TransientError as exc:
+            self.store.write(record, last_error=f"{type(exc).__name__}: {exc}"[:300])
+            if not final_attempt:
+                log.warning("rotation will be retried", error=type(exc).__name__)
                 raise
-            except DriftDetected as exc:
-                return self._drift(rotation_id, fence, exc)
-            except PermanentError as exc:
-                return self._fail(rotation_id, fence, exc)
-            except TransientError as exc:
-                self.store.update(rotation_id, last_error=f"{type(exc).__name__}: {exc}"[:300])
-                if not final_attempt:
-                    log.warning("rotation will be retried", error=type(exc).__name__)
-                    raise
-                return self._give_up(rotation_id, fence, exc)
-            return self._finish(self._record(rotation_id), "succeeded", None)
-
-    def abandon(self, rotation_id: str, fence: Fence, exc: PermanentError) -> str | None:
-        """End a rotation that must not run (e.g. superseded): undo anything it made."""
-        record = self._record(rotation_id)
-        if record.outcome:
-            return record.outcome
-        with bind_rotation(rotation_id, record.destination_id):
-            return self._fail(rotation_id, fence, exc)
-
-    def _record(self, rotation_id: str) -> RotationRecord:
-        record = self.store.record(rotation_id)
-        if record is None:
-            raise PermanentError(f"rotation {rotation_id} has no record (expired or unknown)")
-        return record
+            return self._give_up(record, fence, exc)
+        return self._finish(record, "succeeded", None)
 
     def _timed(self, step: str) -> AbstractContextManager[None]:
         return self.metrics.timed(step) if self.metrics is not None else nullcontext()
@@ -124,9 +128,9 @@ class RotationWorkflow:
         with self._timed("rollback"):
             return self.steps.roll_back(record, fence)
 
-    def _rotate(self, record: RotationRecord, fence: Fence) -> None:
+    def _rotate(self, record: RotationRecord, fence: Fence, policy_json: str | None) -> None:
         with self._timed("read"):
-            destination, environment_id, old_id = self.steps.read(record)
+            destination, environment_id, old_id = self.steps.read(record, fence)
         # read() records only the old credential; ids and new_credential_id are as loaded.
         new_id = record.get("new_credential_id")
         if new_id and destination.auth_credential == new_id:
@@ -134,60 +138,60 @@ class RotationWorkflow:
             with self._timed("switch"):
                 self.steps.switch_and_verify(record, new_id, fence)
             return
-        source = self.secret_source_for(record.destination_id)
+        source = self.source_for_policy(policy_json)
         with self._timed("issue"):
             new_id = self.steps.issue(record, destination, environment_id, old_id, source, fence)
         with self._timed("switch"):
             self.steps.switch_and_verify(record, new_id, fence)
 
-    def _fail(self, rotation_id: str, fence: Fence, exc: PermanentError) -> str:
+    def _fail(self, record: RotationRecord, fence: Fence, exc: PermanentError) -> str:
         log.warning("rotation failed permanently; rolling back", error=type(exc).__name__)
-        record = self._record(rotation_id)
         try:
             undone = self._roll_back(record, fence)
         except LockLost:
             raise
         except (TransientError, PermanentError) as rollback_error:
-            return self._stuck(rotation_id, exc, rollback_error)
+            return self._stuck(record, exc, rollback_error)
         outcome = "rolled_back" if record.get("new_credential_id") or undone else "failed"
         log.info("rollback done", undone=undone)
-        return self._finish(self._record(rotation_id), outcome, exc)
+        return self._finish(record, outcome, exc)
 
-    def _drift(self, rotation_id: str, fence: Fence, exc: DriftDetected) -> str:
+    def _drift(self, record: RotationRecord, fence: Fence, exc: DriftDetected) -> str:
         log.warning("drift detected; not overwriting", error=str(exc))
-        record = self._record(rotation_id)
         self.store.publish_once(
-            rotation_id, "drift_published", rotation_event(record, "drift_detected", error=exc)
+            record.rotation_id,
+            "drift_published",
+            rotation_event(record, "drift_detected", error=exc),
         )
         try:
             self._roll_back(record, fence)
         except LockLost:
             raise
         except (TransientError, PermanentError) as rollback_error:
-            return self._stuck(rotation_id, exc, rollback_error)
-        return self._finish(self._record(rotation_id), "failed", exc)
+            return self._stuck(record, exc, rollback_error)
+        return self._finish(record, "failed", exc)
 
-    def _give_up(self, rotation_id: str, fence: Fence, exc: TransientError) -> str:
+    def _give_up(self, record: RotationRecord, fence: Fence, exc: TransientError) -> str:
         log.error("retry budget exhausted", error=type(exc).__name__)
         try:
-            self._roll_back(self._record(rotation_id), fence)
+            self._roll_back(record, fence)
         except LockLost:
             raise
         except (TransientError, PermanentError) as rollback_error:
-            self.store.update(
-                rotation_id, rollback=f"not possible: {type(rollback_error).__name__}"
-            )
-        return self._finish(self._record(rotation_id), "needs_attention", exc)
+            self.store.write(record, rollback=f"not possible: {type(rollback_error).__name__}")
+        return self._finish(record, "needs_attention", exc)
 
-    def _stuck(self, rotation_id: str, exc: BaseException, rollback_error: BaseException) -> str:
+    def _stuck(
+        self, record: RotationRecord, exc: BaseException, rollback_error: BaseException
+    ) -> str:
         log.error("rollback failed", error=type(rollback_error).__name__)
-        self.store.update(rotation_id, rollback=f"failed: {type(rollback_error).__name__}")
-        return self._finish(self._record(rotation_id), "needs_attention", exc)
+        self.store.write(record, rollback=f"failed: {type(rollback_error).__name__}")
+        return self._finish(record, "needs_attention", exc)
 
     def _finish(self, record: RotationRecord, outcome: str, exc: BaseException | None) -> str:
         now = repr(self.clock())
         err = error_data(exc)
-        record_fields = {"finished_at": now, "step": "publish"}
+        record_fields = {**record.take_pending(), "finished_at": now, "step": "publish"}
         if err:
             record_fields.update(error_class=err["class"], error_message=err["message"])
         dest_fields = {
@@ -221,7 +225,9 @@ class RotationWorkflow:
             fields = {**record.fields, **record_fields, "outcome": outcome, "status": outcome}
             self._after(RotationRecord(fields))
             return outcome
-        self._after(self._record(record.rotation_id))  # finished by an earlier run
+        earlier = self.store.record(record.rotation_id)  # finished by an earlier run
+        if earlier is not None:
+            self._after(earlier)
         return outcome
 
     def _after(self, record: RotationRecord) -> None:

@@ -200,6 +200,18 @@ class ScheduleStore:
         raw = self._redis.get(self._keys.policy(destination_id))
         return None if raw is None else DestinationPolicy.model_validate_json(cast(str, raw))
 
+    def policy_and_state(
+        self, destination_id: str
+    ) -> tuple[DestinationPolicy | None, dict[str, str]]:
+        """:meth:`policy` and the destination's state hash (last rotation, flags), in one
+        round trip: what a finished rotation's follow-up decides on."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._keys.policy(destination_id))
+            pipe.hgetall(self._keys.destination(destination_id))
+            raw, state = pipe.execute()
+        policy = None if raw is None else DestinationPolicy.model_validate_json(cast(str, raw))
+        return policy, {str(k): str(v) for k, v in state.items()}
+
     def all_policies(self) -> list[DestinationPolicy]:
         """Policies of every schedulable destination (the ``policies`` set), sorted by id."""
         ids = sorted(cast(set[str], self._redis.smembers(self._keys.policies)))

@@ -4,6 +4,8 @@ The lock keeps two workers from running the same destination's rotation at once 
 example a redelivered message while the first run is still alive). The fencing generation
 is bumped on every acquisition; :meth:`Lease.check` runs before each write to Redox, so a
 worker that was paused past its TTL (and replaced) stops instead of writing.
+:meth:`Lease.write_fenced` is the same check with a record write in the same atomic step,
+so a replaced worker cannot leave a stale marker behind either.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ __all__ = ["Lease"]
 
 log = get_logger(__name__)
 
-# KEYS: lock, generation. ARGV: token, generation.
+# KEYS: lock, generation[, hash to write]. ARGV: token, generation[, field, value, ...].
 _CHECK = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+if #KEYS > 2 and #ARGV > 2 then
+  redis.call('HSET', KEYS[3], unpack(ARGV, 3))
+end
 return 1
 """
 
@@ -91,11 +96,19 @@ class Lease:
 
     def check(self) -> None:
         """Raise LockLost unless we still hold the lock at our generation (fencing)."""
+        self.write_fenced(None, {})
+
+    def write_fenced(self, key: str | None, mapping: dict[str, str]) -> None:
+        """:meth:`check`, and write ``mapping`` to the hash ``key`` in the same atomic step
+        (nothing is written when the lease is gone)."""
         if self.lost:
             raise LockLost("single-flight lease lost before a write")
-        ok = self._check(
-            keys=[self._lock_key, self._generation_key], args=[self._token, self.generation]
-        )
+        keys = [self._lock_key, self._generation_key]
+        args: list[str | int] = [self._token, self.generation]
+        if key is not None and mapping:
+            keys.append(key)
+            args.extend(item for pair in mapping.items() for item in pair)
+        ok = self._check(keys=keys, args=args)
         if not int(ok):
             self.lost = True
             raise LockLost("single-flight lease taken over by another worker")

@@ -1,13 +1,19 @@
 """Rotation records and the single-flight claim, in Redis.
 
-A rotation record is a hash of ids and step markers (never a secret). Three Lua scripts make
-the invariants atomic:
+A rotation record is a hash of ids and step markers (never a secret). Lua scripts make the
+invariants atomic:
 
 * ``claim``: one rotation per destination; a second trigger gets the running rotation's id;
-* ``publish_once``: an event guarded by a record flag (``started`` is published once);
+* ``publish_once``: an event guarded by a record flag;
+* ``start``: count the run, mark it running and publish ``started`` once, in one step;
 * ``finish``: the terminal outcome, its event, the release of the claim and the
   destination's state, all at once; a redelivered task finds the outcome and publishes
   nothing (exactly one terminal event per rotation).
+
+A task run reads its record once (:meth:`RotationStore.snapshot`, with the claim and the
+policy in the same round trip) and keeps that copy current as it writes: fields it learns
+between writes are noted on the copy and go out with the next write, so a rotation costs
+a handful of round trips rather than one per marker.
 """
 
 from __future__ import annotations
@@ -15,14 +21,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from worker.store.keys import Keys
 
-__all__ = ["Claim", "RotationRecord", "RotationStore"]
+__all__ = ["Claim", "RotationRecord", "RotationStore", "RunSnapshot"]
 
 _CLAIM = """
 local current = redis.call('GET', KEYS[1])
@@ -42,6 +48,18 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 0 then
 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[3]), '*', 'event', ARGV[2])
 return 1
+"""
+
+# KEYS: record, stream. ARGV: flag field, event json, maxlen, then record fields.
+_START = """
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+if #ARGV > 3 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+end
+if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 1 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[3]), '*', 'event', ARGV[2])
+end
+return attempt
 """
 
 # KEYS: record, active, stream, destination state, history.
@@ -75,6 +93,15 @@ RECORD_TTL_SECONDS = 90 * 24 * 3600
 
 
 @dataclass(frozen=True)
+class RunSnapshot:
+    """What a task run reads once, right after taking the lease."""
+
+    record: RotationRecord | None
+    active: str | None
+    policy_json: str | None
+
+
+@dataclass(frozen=True)
 class Claim:
     """Result of a trigger: the rotation id and whether this call created it."""
 
@@ -82,11 +109,27 @@ class Claim:
     created: bool
 
 
-@dataclass(frozen=True)
+@dataclass
 class RotationRecord:
-    """A read-only view of a rotation record."""
+    """A task run's copy of a rotation record.
+
+    ``pending`` holds fields noted during the run (:meth:`note`) that the next write of the
+    record sends along; the store's writes keep ``fields`` equal to what Redis holds plus
+    what is pending.
+    """
 
     fields: dict[str, str]
+    pending: dict[str, str] = field(default_factory=dict)
+
+    def note(self, **values: str) -> None:
+        """Remember ``values`` now; they are written with the record's next write."""
+        self.fields.update(values)
+        self.pending.update(values)
+
+    def take_pending(self) -> dict[str, str]:
+        """The noted fields not written yet (and forget them)."""
+        pending, self.pending = self.pending, {}
+        return pending
 
     def get(self, name: str) -> str | None:
         """A field, or None when unset or empty."""
@@ -132,6 +175,7 @@ class RotationStore:
         self._claim = client.register_script(_CLAIM)
         self._publish_once = client.register_script(_PUBLISH_ONCE)
         self._finish = client.register_script(_FINISH)
+        self._start = client.register_script(_START)
 
     def claim(
         self, destination_id: str, *, trigger: str, reason: str = "", rotation_id: str | None = None
@@ -181,28 +225,69 @@ class RotationStore:
             return None
         return RotationRecord({_text(k): _text(v) for k, v in raw.items()})
 
+    def snapshot(self, rotation_id: str, destination_id: str) -> RunSnapshot:
+        """The record, the destination's claim and its policy JSON, in one round trip."""
+        with self._r.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._keys.rotation(rotation_id))
+            pipe.get(self._keys.active(destination_id))
+            pipe.get(self._keys.policy(destination_id))
+            raw, active, policy = pipe.execute()
+        record = RotationRecord({_text(k): _text(v) for k, v in raw.items()}) if raw else None
+        return RunSnapshot(
+            record,
+            _text(active) if active is not None else None,
+            _text(policy) if policy is not None else None,
+        )
+
+    def start(self, record: RotationRecord, event: dict[str, Any], **fields: str) -> int:
+        """Count one more run, write ``fields`` (and anything noted) and publish ``event``
+        unless this rotation already published its ``started`` event; return the run's
+        number (1-based). One round trip."""
+        mapping = {**record.take_pending(), **fields}
+        attempt = int(
+            self._start(
+                keys=[self._keys.rotation(record.rotation_id), self._keys.events],
+                args=[
+                    "started_published",
+                    json.dumps(event, separators=(",", ":")),
+                    self._maxlen,
+                    *[item for pair in mapping.items() for item in pair],
+                ],
+            )
+        )
+        record.fields.update(mapping, attempt=str(attempt), started_published="1")
+        return attempt
+
+    def write(self, record: RotationRecord, **fields: str) -> None:
+        """Write ``fields`` and anything noted on ``record`` (never pass a secret here)."""
+        mapping: dict[Any, Any] = {**record.take_pending(), **fields}
+        if mapping:
+            self._r.hset(self._keys.rotation(record.rotation_id), mapping=mapping)
+            record.fields.update(mapping)
+
+    def write_new_credential(self, record: RotationRecord, credential_id: str) -> None:
+        """Record the credential this rotation made, and that this service made it, at once."""
+        mapping: dict[Any, Any] = {
+            **record.take_pending(),
+            "new_credential_id": credential_id,
+            "step": "issue",
+        }
+        with self._r.pipeline(transaction=True) as pipe:
+            pipe.hset(self._keys.rotation(record.rotation_id), mapping=mapping)
+            pipe.hset(self._keys.created_credentials, credential_id, record.rotation_id)
+            pipe.execute()
+        record.fields.update(mapping)
+
+    def record_key(self, rotation_id: str) -> str:
+        """The Redis key of a rotation record (for fenced writes)."""
+        return self._keys.rotation(rotation_id)
+
     def update(self, rotation_id: str, **fields: str | int | float) -> None:
         """Write step markers and ids to the record (never pass a secret here)."""
         self._r.hset(
             self._keys.rotation(rotation_id),
             mapping={k: str(v) for k, v in fields.items()},
         )
-
-    def start_run(self, rotation_id: str, **fields: str) -> tuple[int, RotationRecord | None]:
-        """Count one more task run, write ``fields`` and read the record back, in one
-        round trip (MULTI/EXEC); return the run's number (1-based) and the record."""
-        key = self._keys.rotation(rotation_id)
-        with self._r.pipeline(transaction=True) as pipe:
-            pipe.hincrby(key, "attempt", 1)
-            pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
-            pipe.hgetall(key)
-            attempt, _, raw = pipe.execute()
-        record = RotationRecord({_text(k): _text(v) for k, v in raw.items()}) if raw else None
-        return int(attempt), record
-
-    def next_attempt(self, rotation_id: str) -> int:
-        """Count one more task run of this rotation; return its number (1-based)."""
-        return int(self._r.hincrby(self._keys.rotation(rotation_id), "attempt", 1))
 
     def publish_once(self, rotation_id: str, flag: str, event: dict[str, Any]) -> bool:
         """Publish ``event`` unless the record's ``flag`` is already set; True if published."""
