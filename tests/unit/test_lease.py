@@ -20,8 +20,10 @@ def test_second_lease_cannot_acquire_while_held(redis_client: redis.Redis, keys:
     first, second = lease(redis_client, keys), lease(redis_client, keys)
     assert first.acquire()
     try:
+        generation = int(redis_client.get(keys.generation("dest-1")) or 0)
         assert not second.acquire()
-        first.check()
+        assert int(redis_client.get(keys.generation("dest-1")) or 0) == generation
+        first.check()  # a failed acquisition never bumps the generation
         assert 0 < second.remaining() <= 30
     finally:
         first.release()
@@ -74,3 +76,15 @@ def test_context_manager_releases(redis_client: redis.Redis, keys: Keys) -> None
     with lease(redis_client, keys) as held:
         assert held.acquire()
     assert lease(redis_client, keys).acquire()
+
+
+def test_fenced_write_writes_only_while_held(redis_client: redis.Redis, keys: Keys) -> None:
+    first = lease(redis_client, keys)
+    assert first.acquire()
+    first.write_fenced("rec", {"step": "read"})
+    assert redis_client.hget("rec", "step") == "read"
+    redis_client.incr(keys.generation("dest-1"))  # taken over
+    with pytest.raises(LockLost):
+        first.write_fenced("rec", {"step": "issue"})
+    assert redis_client.hget("rec", "step") == "read"
+    first.release()

@@ -17,14 +17,23 @@ from types import TracebackType
 
 import redis
 from redis.exceptions import LockError, LockNotOwnedError
+from redis.lock import Lock
 
 from worker.errors import LockLost
 from worker.logging import get_logger
 from worker.store.keys import Keys
 
-__all__ = ["Lease"]
+__all__ = ["FencedLock", "Lease"]
 
 log = get_logger(__name__)
+
+# KEYS: lock, generation. ARGV: token, ttl in ms. The new generation, or 0 if the lock is held.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+"""
 
 # KEYS: lock, generation[, hash to write]. ARGV: token, generation[, field, value, ...].
 _CHECK = """
@@ -35,6 +44,28 @@ if #KEYS > 2 and #ARGV > 2 then
 end
 return 1
 """
+
+
+class FencedLock(Lock):
+    """redis-py's Lock, whose acquisition also bumps the fencing generation (one Lua step:
+    no window in which the lock is ours but the old generation still passes a check)."""
+
+    def __init__(self, client: redis.Redis, name: str, generation_key: str, *, ttl: float) -> None:
+        super().__init__(client, name, timeout=ttl, blocking=False, thread_local=False)
+        self.generation_key = generation_key
+        self.generation = 0
+        self._acquire_script = client.register_script(_ACQUIRE)
+
+    def do_acquire(self, token: str) -> bool:
+        """Take the lock with ``token`` and bump the generation, or leave both alone."""
+        ttl_ms = int((self.timeout or 0) * 1000)
+        generation = int(
+            self._acquire_script(keys=[self.name, self.generation_key], args=[token, ttl_ms])
+        )
+        if generation:
+            self.generation = generation
+            return True
+        return False
 
 
 class Lease:
@@ -54,7 +85,7 @@ class Lease:
         self._generation_key = keys.generation(destination_id)
         self._ttl = ttl
         self._renew_every = min(renew_every, ttl / 3)
-        self._lock = client.lock(self._lock_key, timeout=ttl, blocking=False, thread_local=False)
+        self._lock = FencedLock(client, self._lock_key, self._generation_key, ttl=ttl)
         self._token = uuid.uuid4().hex
         self._check = client.register_script(_CHECK)
         self._stop = threading.Event()
@@ -69,7 +100,7 @@ class Lease:
         timeout = wait if blocking else None
         if not self._lock.acquire(blocking=blocking, blocking_timeout=timeout, token=self._token):
             return False
-        self.generation = int(self._client.incr(self._generation_key))
+        self.generation = self._lock.generation
         # copy_context: the heartbeat's log lines carry the bound rotation_id/destination_id.
         self._heartbeat = threading.Thread(
             target=contextvars.copy_context().run, args=(self._renew,),
