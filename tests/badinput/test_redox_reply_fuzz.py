@@ -124,3 +124,29 @@ def test_client_methods_raise_only_bad_redox_response(
         assert "\n" not in str(exc) and len(str(exc)) < 400
     finally:
         client.close()
+
+
+def test_cookies_set_by_a_reply_are_never_sent(redox_settings: RedoxSettings) -> None:
+    """Nothing a reply sets (a cookie) rides along on later calls."""
+    sent: list[str | None] = []
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("cookie"))
+        if request.url.path.endswith("/auth/token"):
+            return httpx.Response(
+                200,
+                json={"access_token": "t0k", "expires_in": 300},
+                headers={"set-cookie": "session=abc; Path=/"},
+            )
+        body = {"meta": {}, "payload": {"destination": {"id": "d-1", "authCredential": "c-1"}}}
+        return httpx.Response(200, json=body, headers={"set-cookie": "track=1; Path=/"})
+
+    client = RedoxClient(
+        redox_settings, RetrySettings(max_attempts=1), transport=httpx.MockTransport(reply)
+    )
+    try:
+        for _ in range(2):
+            assert client.get_destination("d-1").auth_credential == "c-1"
+    finally:
+        client.close()
+    assert len(sent) == 3 and sent == [None, None, None]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from http.cookiejar import CookieJar
 from typing import Any, Protocol
 
 import httpx
@@ -61,6 +62,14 @@ class Pacer(Protocol):
         ...
 
 
+class _NoCookies(CookieJar):
+    """The Platform API needs no cookies, so none are kept (a cookie one reply set is never
+    replayed on another call), and httpx skips parsing every reply's headers into a jar."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        """Keep nothing."""
+
+
 class RedoxClient:
     """Typed methods for the Platform API calls a rotation needs."""
 
@@ -90,6 +99,7 @@ class RedoxClient:
             ),
             headers={"Accept": "application/json", "User-Agent": "redox-rotator/0.1"},
             transport=transport,
+            cookies=_NoCookies(),
             follow_redirects=False,
         )
         self.tokens = TokenProvider(
