@@ -58,7 +58,7 @@ UNLIMITED = {
 #: the recommended production setting for this machine (see docs/performance.md).
 SERVICE_WORKERS = (
     os.environ.get("BENCH_POOL", "threads"),
-    int(os.environ.get("BENCH_CONCURRENCY", "12")),
+    int(os.environ.get("BENCH_CONCURRENCY", "16")),
     int(os.environ.get("BENCH_PROCESSES", "3")),
 )
 TERMINAL_TYPES = {f"rotator.rotation.{o}": o for o in TERMINAL_OUTCOMES}
@@ -272,6 +272,21 @@ class Driver:
             if batch and every is not None:
                 every(sum(outcomes.values()))
         return RunResult(finished - started, outcomes, started, finished)
+
+    def retiring_every(self, count: int) -> Callable[[int], None]:
+        """An ``every`` callback for :meth:`run` that sends ``retire_due`` each ``count``
+        endings, counted from the last send: however the endings bunch up, the retirement
+        queue never builds up, so the environment stays near its steady size (its
+        destinations' credentials plus the few awaiting retirement), as in production
+        where the grace period is short next to the rotation interval."""
+        next_send = [count]
+
+        def retire(done: int) -> None:
+            if done >= next_send[0]:
+                self.app.send_task("retire_due")
+                next_send[0] = done + count
+
+        return retire
 
     def retire_now(self, timeout: float = 60.0) -> None:
         """Send ``retire_due`` until the retirement queue is empty."""

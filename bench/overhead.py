@@ -43,16 +43,7 @@ def rotation_rate(
     driver: Driver, destinations: list[str], total: int, retire_every: int
 ) -> tuple[float, int]:
     """Closed-loop rotations/s over ``destinations``; also the count that succeeded."""
-    next_retire = [retire_every]
-
-    def retire(done: int) -> None:
-        # Counted from the last send, so a burst of endings never lets the queue build up:
-        # the environment stays near its steady size (its destinations' credentials plus
-        # the few awaiting retirement), as in production where grace << interval.
-        if done >= next_retire[0]:
-            driver.app.send_task("retire_due")
-            next_retire[0] = done + retire_every
-
+    retire = driver.retiring_every(retire_every)
     result = driver.run(destinations, total=total, timeout=600, every=retire)
     return result.total / result.wall, result.outcomes.get("succeeded", 0)
 

@@ -9,13 +9,13 @@ repeated POST makes a duplicate: the rotation workflow looks up by name before i
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from http.cookiejar import CookieJar
 from typing import Any, Protocol
 
 import httpx
-import orjson
 
 from config.settings import RedoxSettings, RetrySettings
 from worker.errors import (
@@ -294,7 +294,7 @@ class RedoxClient:
             if not envelope:
                 return {}
             try:
-                data = orjson.loads(raw)
+                data = json.loads(raw)
             except ValueError:
                 kind = headers.get("content-type", "unknown type").split(";")[0]
                 raise BadRedoxResponse(f"{what}: reply is not JSON ({kind})") from None
@@ -330,7 +330,7 @@ def _read_capped(reply: httpx.Response, what: str) -> bytes:
 def _error_detail(raw: bytes) -> str:
     """A short, redacted reason from a Redox error body (never the body itself)."""
     try:
-        data = orjson.loads(raw)
+        data = json.loads(raw)
     except ValueError:
         return ""
     message: Any = None
