@@ -86,7 +86,7 @@ class SandboxState:
         self.environments: dict[str, Environment] = {}
         self.destinations: dict[str, Destination] = {}
         self.credentials: dict[str, Credential] = {}
-        self._json_views: dict[str, tuple[tuple[int, str], bytes]] = {}
+        self._json_views: dict[str, tuple[int, bytes]] = {}
         for flag in ENVIRONMENT_FLAGS:
             for number in range(config.environments.get(flag, 0)):
                 self.add_environment(flag, number + 1)
@@ -258,11 +258,11 @@ class SandboxState:
     def credential_json(self, cred: Credential) -> bytes:
         """:meth:`credential_view` as compact JSON, cached until the credential changes (a
         list reply repeats every credential of the environment, so it is built from these)."""
-        stamp = (cred.version, cred.updated_at)
         cached = self._json_views.get(cred.id)
-        if cached is None or cached[0] != stamp:
+        if cached is None or cached[0] != cred.version:
             view = self.credential_view(cred)
-            cached = (stamp, json.dumps(view, ensure_ascii=False, separators=(",", ":")).encode())
+            text = json.dumps(view, ensure_ascii=False, separators=(",", ":"))
+            cached = (cred.version, text.encode())
             self._json_views[cred.id] = cached
         return cached[1]
 
