@@ -54,10 +54,10 @@ def finish(runtime: Runtime, ident: str, outcome: str, old: str = "c-old") -> Ro
     store = runtime.store
     rid = store.claim(ident, trigger="schedule").rotation_id
     new = f"c-new-{rid[:8]}"
-    store.update(rid, old_credential_id=old, new_credential_id=new, environment_id="env")
-    store.mark_created(new, rid)
     record = store.record(rid)
     assert record is not None
+    record.note(old_credential_id=old, environment_id="env")
+    store.write_new_credential(record, new)
     now = repr(time.time())
     dest = {"last_rotation_id": rid, "last_outcome": outcome, "last_finished_at": now}
     if outcome == "needs_attention":

@@ -164,7 +164,7 @@ def test_issue_twice_finds_its_own_credential(parts: Parts) -> None:
     record = parts.record(rid)
     destination, env, old = parts.steps.read(record, parts.gate())
     first = parts.steps.issue(parts.record(rid), destination, env, old, parts.source, parts.gate())
-    parts.store.update(rid, new_credential_id="")  # as if the record update was lost
+    parts.store.write(parts.record(rid), new_credential_id="")  # as if the update was lost
     again = parts.steps.issue(parts.record(rid), destination, env, old, parts.source, parts.gate())
     assert first == again
     assert parts.journal_kinds().count("create_credential") == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from config.settings import RetrySettings
 from worker.errors import (
@@ -33,23 +33,12 @@ from worker.redox.models import (
 )
 from worker.redox.retry import call_with_retry
 from worker.rotation.secrets import SecretRequest, SecretSource
+from worker.store.lease import Fence
 from worker.store.records import RotationRecord, RotationStore
 
-__all__ = ["Fence", "RotationSteps", "StrategyCatalog", "credential_name"]
+__all__ = ["RotationSteps", "StrategyCatalog", "credential_name"]
 
 log = get_logger(__name__)
-
-
-class Fence(Protocol):
-    """Anything that can veto a write (the single-flight lease)."""
-
-    def check(self) -> None:
-        """Raise LockLost if this worker must not write any more."""
-        ...
-
-    def write_fenced(self, key: str | None, mapping: dict[str, str]) -> None:
-        """:meth:`check` and write ``mapping`` to the hash ``key`` in one atomic step."""
-        ...
 
 
 def credential_name(destination: Destination, rotation_id: str) -> str:
@@ -111,7 +100,7 @@ class RotationSteps:
                     f"destination {destination.id} has no auth credential; nothing to rotate"
                 )
             old = current
-            self._write_fenced(
+            self.store.write_fenced(
                 record,
                 fence,
                 old_credential_id=old,
@@ -172,17 +161,11 @@ class RotationSteps:
             secrets=secrets,
         )
         # The name first: a later run finds the credential by it if the reply is lost.
-        self._write_fenced(record, fence, new_credential_name=name)
+        self.store.write_fenced(record, fence, new_credential_name=name)
         created = self._create_once(credential, allowed + ENVELOPE_FIELDS, environment_id, fence)
         self.store.write_new_credential(record, created.id)
         self._after("issue", rid)
         return created.id
-
-    def _write_fenced(self, record: RotationRecord, fence: Fence, **fields: str) -> None:
-        """Check the lease and write ``fields`` (and anything noted) in one atomic step."""
-        mapping = {**record.take_pending(), **fields}
-        fence.write_fenced(self.store.record_key(record.rotation_id), mapping)
-        record.fields.update(mapping)
 
     def _create_once(
         self,
@@ -211,7 +194,7 @@ class RotationSteps:
     def switch_and_verify(self, record: RotationRecord, new_id: str, fence: Fence) -> None:
         """PATCH the destination to ``new_id`` and check Redox shows it (VerificationFailed)."""
         rid = record.rotation_id
-        self._write_fenced(record, fence, step="switch")
+        self.store.write_fenced(record, fence, step="switch")
         updated = self.redox.update_destination(record.destination_id, auth_credential=new_id)
         self._after("switch", rid)
         shown = updated.auth_credential

@@ -21,7 +21,8 @@ from worker.events import cloud_event, error_data
 from worker.logging import bind_rotation, get_logger
 from worker.metrics import MetricsRecorder
 from worker.rotation.secrets import SecretSource
-from worker.rotation.steps import Fence, RotationSteps
+from worker.rotation.steps import RotationSteps
+from worker.store.lease import Fence
 from worker.store.records import RotationRecord, RotationStore
 
 __all__ = ["AfterRotation", "RotationWorkflow", "rotation_event"]

@@ -14,6 +14,7 @@ import contextvars
 import threading
 import uuid
 from types import TracebackType
+from typing import Protocol
 
 import redis
 from redis.exceptions import LockError, LockNotOwnedError
@@ -23,7 +24,7 @@ from worker.errors import LockLost
 from worker.logging import get_logger
 from worker.store.keys import Keys
 
-__all__ = ["FencedLock", "Lease"]
+__all__ = ["Fence", "FencedLock", "Lease"]
 
 log = get_logger(__name__)
 
@@ -44,6 +45,18 @@ if #KEYS > 2 and #ARGV > 2 then
 end
 return 1
 """
+
+
+class Fence(Protocol):
+    """Anything that can veto a write (the single-flight lease)."""
+
+    def check(self) -> None:
+        """Raise LockLost if this worker must not write any more."""
+        ...
+
+    def write_fenced(self, key: str | None, mapping: dict[str, str]) -> None:
+        """:meth:`check` and write ``mapping`` to the hash ``key`` in one atomic step."""
+        ...
 
 
 class FencedLock(Lock):

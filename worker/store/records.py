@@ -22,11 +22,14 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from worker.store.keys import Keys
+
+if TYPE_CHECKING:
+    from worker.store.lease import Fence
 
 __all__ = ["Claim", "RotationRecord", "RotationStore", "RunSnapshot"]
 
@@ -278,16 +281,12 @@ class RotationStore:
             pipe.execute()
         record.fields.update(mapping)
 
-    def record_key(self, rotation_id: str) -> str:
-        """The Redis key of a rotation record (for fenced writes)."""
-        return self._keys.rotation(rotation_id)
-
-    def update(self, rotation_id: str, **fields: str | int | float) -> None:
-        """Write step markers and ids to the record (never pass a secret here)."""
-        self._r.hset(
-            self._keys.rotation(rotation_id),
-            mapping={k: str(v) for k, v in fields.items()},
-        )
+    def write_fenced(self, record: RotationRecord, fence: Fence, **fields: str) -> None:
+        """:meth:`write`, in the same atomic step as the lease check (LockLost, and nothing
+        written, when the lease is gone)."""
+        mapping = {**record.take_pending(), **fields}
+        fence.write_fenced(self._keys.rotation(record.rotation_id), mapping)
+        record.fields.update(mapping)
 
     def publish_once(self, rotation_id: str, flag: str, event: dict[str, Any]) -> bool:
         """Publish ``event`` unless the record's ``flag`` is already set; True if published."""
@@ -352,10 +351,6 @@ class RotationStore:
     def history(self, destination_id: str, limit: int = 10) -> list[str]:
         """Recent rotation ids of the destination, newest first."""
         return [_text(v) for v in self._r.lrange(self._keys.history(destination_id), 0, limit - 1)]
-
-    def mark_created(self, credential_id: str, rotation_id: str) -> None:
-        """Remember that this service created ``credential_id`` (in rotation ``rotation_id``)."""
-        self._r.hset(self._keys.created_credentials, credential_id, rotation_id)
 
     def created_by_us(self, credential_id: str) -> bool:
         """True if this service created the credential."""
