@@ -1,7 +1,7 @@
 """The small harness every figure uses: a shared local stack, a rotation driver, the report.
 
 One :class:`BenchStack` (redis-server with AOF and the sandbox as child processes, through
-:class:`worker.stack.LocalStack`) serves every figure of a run; each figure resets the
+:class:`devstack.stack.LocalStack`) serves every figure of a run; each figure resets the
 sandbox, sets its latency and rate limit through the control API, flushes Redis and starts
 its own worker(s). :class:`Driver` triggers rotations the way ``rotator rotate --all`` does
 (:func:`worker.trigger.request_rotation`, ``trigger="fleet"``) and follows their terminal
@@ -25,10 +25,10 @@ import psutil
 import redis
 
 from config.settings import Settings
+from devstack.stack import Child, LocalStack
+from sandbox.client import SandboxControl
 from worker.celery_app import create_app
 from worker.events import TERMINAL_OUTCOMES
-from worker.sandbox.client import SandboxControl
-from worker.stack import Child, LocalStack
 from worker.store.keys import Keys
 from worker.store.records import RotationStore
 from worker.trigger import request_rotation

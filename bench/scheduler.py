@@ -14,9 +14,9 @@ import time
 import redis
 
 from bench.harness import Figure, command_for, median_seconds
+from devstack.redis_server import RedisServer
 from worker.scheduling.store import ScheduleStore
 from worker.store.keys import Keys
-from worker.store.server import RedisServer
 
 __all__ = ["run"]
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from devstack.redis_server import RedisServer
 from worker.store.keys import Keys
-from worker.store.server import RedisServer
 
 
 @pytest.fixture(scope="session")

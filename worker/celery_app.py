@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from typing import Any
@@ -27,12 +28,8 @@ def create_app(settings: Settings) -> Celery:
     app = Celery("rotator", set_as_current=True)
     app.conf.update(celery_config(settings))
     app.conf.rotator_settings = settings
-    for module in TASK_MODULES:
-        try:
-            __import__(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    for module in TASK_MODULES:  # a missing task module is an import error at start
+        importlib.import_module(module)
     return app
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "StreamEntry",
     "cloud_event",
     "error_data",
+    "format_event",
 ]
 
 #: Name of the single field of each stream entry.
@@ -134,3 +135,39 @@ def _entry(stream_id: Any, fields: dict[Any, Any]) -> StreamEntry:
     except ValueError:
         event = {"type": "unparseable", "raw_length": len(raw or "")}
     return StreamEntry(_text(stream_id), event)
+
+
+_COLOURS = {
+    "succeeded": "green",
+    "started": "cyan",
+    "failed": "red",
+    "rolled_back": "yellow",
+    "needs_attention": "bold red",
+    "drift_detected": "magenta",
+    "retired": "blue",
+}
+
+
+def format_event(entry: StreamEntry) -> str:
+    """One human-readable line for an event, in Rich markup (the CLI and the demo show it)."""
+    event: dict[str, Any] = entry.event
+    data: dict[str, Any] = event.get("data") or {}
+    kind = str(event.get("type", "?")).removeprefix("rotator.")
+    short = kind.rsplit(".", 1)[-1]
+    colour = _COLOURS.get(short, "white")
+    parts = [f"[dim]{event.get('time', '')}[/dim]", f"[{colour}]{kind:<34}[/{colour}]"]
+    parts.append(f"dest={event.get('subject', '')}")
+    if data.get("rotationId"):
+        parts.append(f"rotation={data['rotationId']}")
+    if data.get("oldCredentialId") or data.get("newCredentialId"):
+        parts.append(f"{data.get('oldCredentialId')} -> {data.get('newCredentialId')}")
+    if data.get("credentialId"):
+        parts.append(f"credential={data['credentialId']}")
+    if data.get("trigger"):
+        parts.append(f"trigger={data['trigger']}")
+    if data.get("attempt"):
+        parts.append(f"attempt={data['attempt']}")
+    error = data.get("error")
+    if isinstance(error, dict):
+        parts.append(f"error={error.get('class')}: {error.get('message')}")
+    return "  ".join(str(p) for p in parts)

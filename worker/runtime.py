@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -63,7 +60,6 @@ class Runtime:
     redox: RedoxClient
     after_rotation: AfterRotation | None = None
     metrics: MetricsRecorder | None = None
-    step_hook: Callable[[str, str], None] | None = None
     _sources: dict[str, SecretSource] = field(default_factory=dict)
 
     @classmethod
@@ -95,7 +91,6 @@ class Runtime:
         )
         events = EventStream(client, keys, maxlen=settings.events.stream_maxlen)
         runtime = cls(settings, client, keys, store, events, limiter, redox, metrics=metrics)
-        runtime.step_hook = _test_crash_hook(client, keys)
         return runtime
 
     def workflow(self) -> RotationWorkflow:
@@ -105,7 +100,6 @@ class Runtime:
             store=self.store,
             retry=self.settings.retry,
             catalog=self.catalog,
-            hook=self.step_hook,
         )
         return RotationWorkflow(
             steps=steps,
@@ -179,23 +173,3 @@ def _policy_source_spec(policy_json: str | None) -> dict[str, Any] | None:
     if token_env:
         spec["token"] = SecretStr(os.environ.get(str(token_env), ""))
     return spec
-
-
-def _test_crash_hook(client: redis.Redis, keys: Keys) -> Callable[[str, str], None] | None:
-    """Test-only: ``ROTATOR_TEST_CRASH_AFTER=<step>`` SIGKILLs this process once per rotation
-    right after that step (read, issue, switch, verify, or publish: right after the terminal
-    event was written), to prove redelivery resumes without duplicates."""
-    step_to_crash = os.environ.get("ROTATOR_TEST_CRASH_AFTER", "")
-    if not step_to_crash:
-        return None
-
-    def hook(step: str, rotation_id: str) -> None:
-        if step != step_to_crash:
-            return
-        if client.set(
-            f"{keys.prefix}:test:crashed:{rotation_id}:{step}", str(time.time()), nx=True
-        ):
-            log.warning("test hook: killing this worker process", step=step)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return hook

@@ -1,7 +1,7 @@
 """Crashes: a worker process SIGKILLed after each step, and whole workers killed at random.
 
-``crash-<step>``: ``ROTATOR_TEST_CRASH_AFTER=<step>`` makes the pool process running a
-rotation SIGKILL itself right after that step (once per rotation). Two prefork workers run
+``crash-<step>``: workers started through :mod:`devstack.crash` make the pool process running
+a rotation SIGKILL itself right after that step (once per rotation). Two prefork workers run
 with the hook; Celery requeues the lost message (``task_reject_on_worker_lost``) and another
 pool process, often on the other worker, finishes the rotation once the dead one's lease
 expires. ``crash-worker``: whole threads workers (every rotation they hold) are SIGKILLed at
@@ -19,7 +19,6 @@ from bench.chaos.invariants import Figures, check
 __all__ = ["STEPS", "crash_after", "crash_worker"]
 
 STEPS = ("read", "issue", "switch", "verify", "publish")
-HOOK_LINE = "test hook: killing this worker process"
 
 
 def crash_after(step: str, runs: int, size: str) -> Figures:
@@ -29,12 +28,11 @@ def crash_after(step: str, runs: int, size: str) -> Figures:
     with Chaos() as chaos:
         dests = chaos.control.seed(runs)
         originals = chaos.originals()
-        hook = {"ROTATOR_TEST_CRASH_AFTER": step}
         for name in ("a", "b"):
-            chaos.worker(name, pool="prefork", concurrency=2, env=hook)
+            chaos.worker(name, pool="prefork", concurrency=2, crash_after=step)
         ids = chaos.trigger(dests)
         chaos.wait_terminal(ids, timeout=60 + runs * 6)
-        crashes = sum(log.count(HOOK_LINE) for log in chaos.logs())
+        crashes = len(chaos.redis.keys(f"{chaos.keys.prefix}:devstack:crashed:*"))
         figures.extra["crashes"] = crashes
         if crashes != runs:
             figures.fail(f"{crashes} crash(es) for {runs} rotations: the hook did not fire each")

@@ -1,7 +1,7 @@
 """The chaos stack: one LocalStack per scenario, plus the readers the invariants need.
 
 Every scenario starts its own redis-server (AOF on) and sandbox, starts the product's
-workers (and beat, Flower) as real child processes through :class:`worker.stack.LocalStack`,
+workers (and beat, Flower) as real child processes through :class:`devstack.stack.LocalStack`,
 triggers rotations the way the CLI does, and reads the results back from Redis, the event
 stream and the sandbox. Budgets are tight so that retries and redeliveries resolve in
 seconds; the figures never depend on timings.
@@ -18,12 +18,12 @@ import redis
 from celery import Celery
 
 from config.settings import Settings
+from devstack.stack import Child, LocalStack
+from sandbox.client import SandboxControl
 from worker.celery_app import create_app
 from worker.events import TERMINAL_OUTCOMES, EventStream
 from worker.retirement import RetirementQueue, retire_due
 from worker.runtime import Runtime
-from worker.sandbox.client import SandboxControl
-from worker.stack import Child, LocalStack
 from worker.store.keys import Keys
 from worker.store.records import RotationStore
 from worker.trigger import request_rotation
@@ -109,10 +109,11 @@ class Chaos:
         pool: str = "threads",
         env: dict[str, str] | None = None,
         wait: bool = True,
+        crash_after: str | None = None,
     ) -> Child:
         """Start a lean ``rotator worker`` for this scenario."""
         child = self.stack.start_worker(
-            name, concurrency=concurrency, pool=pool, env=env, wait=wait
+            name, concurrency=concurrency, pool=pool, env=env, wait=wait, crash_after=crash_after
         )
         self.workers.append(child)
         return child

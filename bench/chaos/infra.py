@@ -11,8 +11,8 @@ import httpx
 
 from bench.chaos.harness import Chaos, outcome_of
 from bench.chaos.invariants import Figures, check
-from worker.stack import Child
-from worker.store.server import free_port
+from devstack.redis_server import free_port
+from devstack.stack import Child
 from worker.trigger import request_rotation
 
 __all__ = ["concurrent_triggers", "redis_restart", "secured_stack", "two_beats"]

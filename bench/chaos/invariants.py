@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.chaos.harness import Chaos, outcome_of
+from devstack.readback import decoded_messages, dump_redis
 from worker.events import TERMINAL_OUTCOMES
-from worker.testing import decoded_messages, dump_redis
 
 __all__ = ["Figures", "check", "decoded_messages", "dump_redis", "find_leaks"]
 

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config.settings import RedoxSettings, RetrySettings
+from sandbox import generate_keypair
 from worker.errors import BadRedoxResponse
 from worker.redox.client import RedoxClient
 from worker.redox.models import (
@@ -31,7 +32,6 @@ from worker.redox.models import (
     pick_object,
     validate_model,
 )
-from worker.sandbox import generate_keypair
 
 KEYS = st.sampled_from(
     ["id", "name", "payload", "authCredential", "environment", "credentials", "destinations",

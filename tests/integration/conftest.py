@@ -19,10 +19,10 @@ import redis
 from celery import Celery
 
 from config.settings import Settings
+from devstack.stack import Child, LocalStack
+from sandbox.client import SandboxControl
 from worker.celery_app import create_app
 from worker.events import TERMINAL_OUTCOMES, EventStream
-from worker.sandbox.client import SandboxControl
-from worker.stack import Child, LocalStack
 from worker.store.keys import Keys
 from worker.store.records import RotationStore
 
@@ -80,9 +80,12 @@ class Rig:
         concurrency: int = 2,
         pool: str = "threads",
         env: dict[str, str] | None = None,
+        crash_after: str | None = None,
     ) -> Child:
         """Start a worker for this test (stopped at teardown)."""
-        child = self.stack.start_worker(name, concurrency=concurrency, pool=pool, env=env)
+        child = self.stack.start_worker(
+            name, concurrency=concurrency, pool=pool, env=env, crash_after=crash_after
+        )
         self.workers.append(child)
         return child
 

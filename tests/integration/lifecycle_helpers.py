@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from worker.sandbox.client import SandboxControl
-from worker.stack import LocalStack
+from devstack.stack import LocalStack
+from sandbox.client import SandboxControl
 
 #: Fast, small settings for every stack these tests start.
 FAST_ENV = {

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from devstack.stack import LocalStack
 from tests.integration.lifecycle_helpers import (
     completed,
     control,
@@ -23,7 +24,6 @@ from tests.integration.lifecycle_helpers import (
     wait_until,
     write_registry,
 )
-from worker.stack import LocalStack
 from worker.store.keys import Keys
 
 pytestmark = pytest.mark.integration

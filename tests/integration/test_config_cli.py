@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.sandbox import generate_keypair
+from sandbox import generate_keypair
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from config.registry import parse_registry
-from worker.demo.runner import DemoDestination, DemoOptions, registry_toml
+from devstack.demo.runner import DemoDestination, DemoOptions, registry_toml
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.stack import LocalStack
 from tests.integration.lifecycle_helpers import (
     completed,
     control,
@@ -18,7 +19,6 @@ from tests.integration.lifecycle_helpers import (
     stack_factory,
     write_registry,
 )
-from worker.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 __all__ = ["stack_factory"]  # the fixture, re-exported for pytest

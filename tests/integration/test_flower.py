@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from worker.stack import LocalStack
+from devstack.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

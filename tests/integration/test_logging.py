@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from devstack.stack import Child, LocalStack
 from worker.logging import REDACTED, redact_secrets
-from worker.stack import Child, LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.stack import LocalStack
-from worker.store.server import free_port
+from devstack.redis_server import free_port
+from devstack.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

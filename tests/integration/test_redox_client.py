@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from config.settings import RedoxSettings, RetrySettings
+from sandbox import KeyPair, SandboxConfig, SandboxThread, generate_keypair
 from worker.errors import (
     BadRedoxResponse,
     RateLimited,
@@ -23,7 +24,6 @@ from worker.errors import (
 )
 from worker.redox.client import RedoxClient
 from worker.redox.models import ENVELOPE_FIELDS, STRATEGY_FIELDS, NewCredential
-from worker.sandbox import KeyPair, SandboxConfig, SandboxThread, generate_keypair
 
 pytestmark = pytest.mark.integration
 

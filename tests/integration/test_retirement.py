@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import load_settings
+from devstack.stack import LocalStack
 from tests.integration.lifecycle_helpers import (
     completed,
     control,
@@ -25,7 +26,6 @@ from tests.integration.lifecycle_helpers import (
 from worker.lifecycle import attach_lifecycle
 from worker.retirement import RetirementQueue, retire_due
 from worker.runtime import Runtime
-from worker.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 __all__ = ["stack_factory"]

@@ -1,7 +1,7 @@
 """A worker killed mid-rotation: the redelivered task resumes without duplicates.
 
-How the crash is made (``ROTATOR_TEST_CRASH_AFTER=<step>``: the worker SIGKILLs itself once
-per rotation right after that step):
+How the crash is made (a worker started through :mod:`devstack.crash`: it SIGKILLs itself
+once per rotation right after that step):
 
 * prefork pool, concurrency 1: the *pool child* dies; the parent sees WorkerLostError and,
   with ``task_acks_late`` + ``task_reject_on_worker_lost``, requeues the message at once. The
@@ -39,13 +39,13 @@ def test_crash_after_each_step_resumes_without_duplicates(rig: Rig, step: str) -
     """Invariants 2 and 8: killed after ``step``, the rotation still ends once, one credential."""
     (dest,) = rig.seed(1)
     old_id = rig.destination(dest)["authCredential"]
-    worker = rig.worker(pool="prefork", concurrency=1, env={"ROTATOR_TEST_CRASH_AFTER": step})
+    worker = rig.worker(pool="prefork", concurrency=1, crash_after=step)
     claim = request_rotation(rig.app(), rig.store(), dest, trigger="operator")
 
     assert rig.wait_terminal([claim.rotation_id]) == {claim.rotation_id: "succeeded"}
 
-    log = worker.log_text()
-    assert "test hook: killing this worker process" in log  # the crash really happened
+    crashed = rig.redis.keys(f"rotator:devstack:crashed:{claim.rotation_id}:{step}")
+    assert crashed  # the crash really happened
     assert worker.alive  # only the pool child died
     mine = own_credentials(rig, dest, claim.rotation_id)
     assert len(mine) == 1
@@ -76,7 +76,7 @@ def test_drift_while_parked_is_never_overwritten(rig: Rig) -> None:
     }
     (dest,) = rig.seed(1)
     old_id = rig.destination(dest)["authCredential"]
-    doomed = rig.worker("doomed", pool="threads", env={**fast, "ROTATOR_TEST_CRASH_AFTER": "read"})
+    doomed = rig.worker("doomed", pool="threads", env=fast, crash_after="read")
     claim = request_rotation(rig.app(), rig.store(), dest, trigger="operator")
     deadline = time.monotonic() + 30
     while doomed.alive:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 
+from devstack.stack import LocalStack
 from tests.integration.lifecycle_helpers import (
     completed,
     control,
@@ -22,7 +23,6 @@ from tests.integration.lifecycle_helpers import (
     wait_until,
     write_registry,
 )
-from worker.stack import LocalStack
 from worker.store.keys import Keys
 
 pytestmark = pytest.mark.integration

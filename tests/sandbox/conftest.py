@@ -12,7 +12,7 @@ import httpx
 import jwt
 import pytest
 
-from worker.sandbox import FaultConfig, KeyPair, SandboxConfig, SandboxThread, generate_keypair
+from sandbox import FaultConfig, KeyPair, SandboxConfig, SandboxThread, generate_keypair
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 

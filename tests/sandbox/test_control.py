@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from worker.sandbox import SandboxThread
+from sandbox import SandboxThread
 
 from .conftest import env_id
 

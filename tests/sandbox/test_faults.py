@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from worker.sandbox import FaultConfig, KeyPair, SandboxConfig, SandboxThread
+from sandbox import FaultConfig, KeyPair, SandboxConfig, SandboxThread
 
 from .conftest import get_token
 

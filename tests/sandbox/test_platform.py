@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from worker.sandbox import KeyPair, SandboxConfig, SandboxThread
+from sandbox import KeyPair, SandboxConfig, SandboxThread
 
 from .conftest import env_id, get_token
 

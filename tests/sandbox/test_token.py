@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from worker.sandbox import KeyPair, SandboxConfig, SandboxThread, generate_keypair
+from sandbox import KeyPair, SandboxConfig, SandboxThread, generate_keypair
 
 from .conftest import ASSERTION_TYPE, assertion, token_form
 

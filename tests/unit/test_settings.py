@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from config.settings import Settings, load_settings, mask_url
+from sandbox import generate_keypair
 from worker.errors import ConfigError
-from worker.sandbox import generate_keypair
 
 KEY_VAR = "ROTATOR_REDOX__PRIVATE_KEY_PATH"
 

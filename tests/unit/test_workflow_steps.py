@@ -13,13 +13,13 @@ import redis
 from pydantic import SecretStr
 
 from config.settings import RedoxSettings, RetrySettings
+from sandbox import KeyPair, SandboxConfig, SandboxThread, generate_keypair
 from worker.errors import DriftDetected, LockLost, SecretSourceError, TransientError
 from worker.redox.client import RedoxClient
 from worker.redox.models import Destination
 from worker.rotation.secrets import GenerateSource, SecretRequest, SecretSource
 from worker.rotation.steps import RotationSteps, StrategyCatalog, credential_name
 from worker.rotation.workflow import RotationWorkflow
-from worker.sandbox import KeyPair, SandboxConfig, SandboxThread, generate_keypair
 from worker.store.keys import Keys
 from worker.store.records import RotationRecord, RotationStore
 

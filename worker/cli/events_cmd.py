@@ -3,50 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import typer
 
 from worker.cli.common import console, open_redis, settings_or_exit
-from worker.events import EventStream, StreamEntry
+from worker.events import EventStream, StreamEntry, format_event
 from worker.store.keys import Keys
 
-__all__ = ["format_event", "register"]
-
-_COLOURS = {
-    "succeeded": "green",
-    "started": "cyan",
-    "failed": "red",
-    "rolled_back": "yellow",
-    "needs_attention": "bold red",
-    "drift_detected": "magenta",
-    "retired": "blue",
-}
-
-
-def format_event(entry: StreamEntry) -> str:
-    """One human-readable line for an event (Rich markup)."""
-    event: dict[str, Any] = entry.event
-    data: dict[str, Any] = event.get("data") or {}
-    kind = str(event.get("type", "?")).removeprefix("rotator.")
-    short = kind.rsplit(".", 1)[-1]
-    colour = _COLOURS.get(short, "white")
-    parts = [f"[dim]{event.get('time', '')}[/dim]", f"[{colour}]{kind:<34}[/{colour}]"]
-    parts.append(f"dest={event.get('subject', '')}")
-    if data.get("rotationId"):
-        parts.append(f"rotation={data['rotationId']}")
-    if data.get("oldCredentialId") or data.get("newCredentialId"):
-        parts.append(f"{data.get('oldCredentialId')} -> {data.get('newCredentialId')}")
-    if data.get("credentialId"):
-        parts.append(f"credential={data['credentialId']}")
-    if data.get("trigger"):
-        parts.append(f"trigger={data['trigger']}")
-    if data.get("attempt"):
-        parts.append(f"attempt={data['attempt']}")
-    error = data.get("error")
-    if isinstance(error, dict):
-        parts.append(f"error={error.get('class')}: {error.get('message')}")
-    return "  ".join(str(p) for p in parts)
+__all__ = ["register"]
 
 
 def events(

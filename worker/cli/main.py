@@ -6,10 +6,20 @@ wires them together and maps expected errors to a one-line reason and exit code.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import typer
+
+from worker.cli import (
+    config_cmd,
+    events_cmd,
+    metrics_cmd,
+    registry_cmd,
+    rotate_cmd,
+    service_cmd,
+    status_cmd,
+    tooling_cmd,
+)
 
 app = typer.Typer(
     name="rotator",
@@ -21,30 +31,17 @@ app = typer.Typer(
 
 #: Command modules, each with a ``register(app)`` function. Order is the help order.
 COMMAND_MODULES = (
-    "worker.cli.config_cmd",
-    "worker.cli.rotate_cmd",
-    "worker.cli.events_cmd",
-    "worker.cli.service_cmd",
-    "worker.cli.registry_cmd",
-    "worker.cli.status_cmd",
-    "worker.cli.sandbox_cmd",
-    "worker.cli.demo_cmd",
-    "worker.cli.metrics_cmd",
+    config_cmd,
+    rotate_cmd,
+    events_cmd,
+    service_cmd,
+    registry_cmd,
+    status_cmd,
+    tooling_cmd,
+    metrics_cmd,
 )
-
-
-def _register_all() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # not written yet: skip, anything else is a real error
-                continue
-            raise
-        module.register(app)
-
-
-_register_all()
+for _module in COMMAND_MODULES:
+    _module.register(app)
 
 
 def main() -> None:

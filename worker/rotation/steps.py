@@ -8,7 +8,6 @@ written in the same atomic step (:meth:`Fence.write_fenced`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +32,7 @@ from worker.redox.models import (
 )
 from worker.redox.retry import call_with_retry
 from worker.rotation.secrets import SecretRequest, SecretSource
+from worker.signals import step_done
 from worker.store.lease import Fence
 from worker.store.records import RotationRecord, RotationStore
 
@@ -73,11 +73,6 @@ class RotationSteps:
     store: RotationStore
     retry: RetrySettings
     catalog: StrategyCatalog
-    hook: Callable[[str, str], None] | None = None
-
-    def _after(self, step: str, rotation_id: str) -> None:
-        if self.hook is not None:
-            self.hook(step, rotation_id)
 
     def read(self, record: RotationRecord, fence: Fence) -> tuple[Destination, str, str]:
         """GET the destination; return it with the environment id and the old credential id.
@@ -113,7 +108,7 @@ class RotationSteps:
                 f"destination {destination.id} now uses credential {current}, "
                 f"expected {old} (ours before) or {new} (ours after)"
             )
-        self._after("read", rid)
+        step_done("read", rid)
         return destination, environment_id, old
 
     def issue(
@@ -164,7 +159,7 @@ class RotationSteps:
         self.store.write_fenced(record, fence, new_credential_name=name)
         created = self._create_once(credential, allowed + ENVELOPE_FIELDS, environment_id, fence)
         self.store.write_new_credential(record, created.id)
-        self._after("issue", rid)
+        step_done("issue", rid)
         return created.id
 
     def _create_once(
@@ -196,7 +191,7 @@ class RotationSteps:
         rid = record.rotation_id
         self.store.write_fenced(record, fence, step="switch")
         updated = self.redox.update_destination(record.destination_id, auth_credential=new_id)
-        self._after("switch", rid)
+        step_done("switch", rid)
         shown = updated.auth_credential
         if shown is None:
             shown = self.redox.get_destination(record.destination_id).auth_credential
@@ -206,7 +201,7 @@ class RotationSteps:
                 f"switch, expected {new_id}"
             )
         record.note(step="verify")  # written with the terminal outcome
-        self._after("verify", rid)
+        step_done("verify", rid)
 
     def roll_back(self, record: RotationRecord, fence: Fence) -> list[str]:
         """Put the old credential back and delete the unused new one; return what was done."""

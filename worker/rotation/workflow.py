@@ -22,6 +22,7 @@ from worker.logging import bind_rotation, get_logger
 from worker.metrics import MetricsRecorder
 from worker.rotation.secrets import SecretSource
 from worker.rotation.steps import RotationSteps
+from worker.signals import step_done
 from worker.store.lease import Fence
 from worker.store.records import RotationRecord, RotationStore
 
@@ -220,8 +221,7 @@ class RotationWorkflow:
             log.info("rotation finished", outcome=outcome)
             if self.metrics is not None:
                 self.metrics.rotation_finished(outcome)
-            if self.steps.hook is not None:  # test-only crash point: terminal event written
-                self.steps.hook("publish", record.rotation_id)
+            step_done("publish", record.rotation_id)
             # What finish just wrote, without reading it back.
             fields = {**record.fields, **record_fields, "outcome": outcome, "status": outcome}
             self._after(RotationRecord(fields))

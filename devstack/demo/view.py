@@ -17,9 +17,8 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from worker.cli.events_cmd import format_event
-from worker.demo.runner import Demo
-from worker.events import TERMINAL_OUTCOMES, EventStream, StreamEntry
+from devstack.demo.runner import Demo
+from worker.events import TERMINAL_OUTCOMES, EventStream, StreamEntry, format_event
 
 __all__ = ["EventTail", "run_live", "run_plain"]
 

@@ -23,9 +23,9 @@ from typing import IO
 import httpx
 
 from config.settings import Settings, load_settings
+from devstack.redis_server import RedisServer, free_port
+from sandbox.client import SandboxControl
 from worker.errors import UsageError
-from worker.sandbox.client import SandboxControl
-from worker.store.server import RedisServer, free_port
 
 __all__ = ["Child", "LocalStack"]
 
@@ -115,18 +115,24 @@ class LocalStack:
     def start_worker(
         self, name: str = "w1", *args: str, concurrency: int = 4, pool: str = "threads",
         env: dict[str, str] | None = None, wait: bool = True, lean: bool = True,
+        crash_after: str | None = None,
     ) -> Child:  # fmt: skip
         """Start ``rotator worker`` with a unique node name; wait until it is ready.
 
         ``lean`` turns off mingle and gossip: on a one-host stack they only add start-up
-        time and broker chatter.
+        time and broker chatter. ``crash_after`` starts it through :mod:`devstack.crash`:
+        its pool process SIGKILLs itself once per rotation right after that step.
         """
         node = f"{name}@%h"
         extra = ("--without-mingle", "--without-gossip", *args) if lean else args
+        argv = ["worker", "--pool", pool, "-c", str(concurrency), "-n", node, *extra]
+        if crash_after is not None:
+            argv = ["--after", crash_after, *argv]
         child = self._spawn(
             f"worker-{name}",
-            ["worker", "--pool", pool, "-c", str(concurrency), "-n", node, *extra],
+            argv,
             env=env,
+            module="devstack.crash" if crash_after is not None else "worker.cli",
         )
         if wait:
             self.wait_for_log(child, "ready.", timeout=60)
@@ -203,11 +209,11 @@ class LocalStack:
 
     def _spawn(
         self, name: str, args: list[str], *, env: dict[str, str] | None = None,
-        executable: str | None = None,
+        executable: str | None = None, module: str = "worker.cli",
     ) -> Child:  # fmt: skip
         log_path = self.dir / f"{name}.log"
         log_file = log_path.open("ab")
-        command = [executable, *args] if executable else [sys.executable, "-m", "worker.cli", *args]
+        command = [executable, *args] if executable else [sys.executable, "-m", module, *args]
         process = subprocess.Popen(
             command,
             env=self.child_env(env),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from worker.sandbox.replies import ApiError
+from sandbox.replies import ApiError
 
 __all__ = [
     "CREDENTIAL_ENVELOPE",

@@ -1,5 +1,5 @@
 """``rotator demo``: the whole product on this machine, with a live view of its rotations."""
 
-from worker.demo.runner import Demo, DemoOptions
+from devstack.demo.runner import Demo, DemoOptions
 
 __all__ = ["Demo", "DemoOptions"]

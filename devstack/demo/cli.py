@@ -20,9 +20,9 @@ import typer
 from worker.cli.common import console, err_console
 
 if TYPE_CHECKING:
-    from worker.demo.runner import Demo
+    from devstack.demo.runner import Demo
 
-__all__ = ["demo", "register"]
+__all__ = ["demo", "main"]
 
 
 class _Stop(BaseException):
@@ -54,8 +54,8 @@ def demo(
     ),
 ) -> None:
     """Run Redis, the sandbox, a worker, beat and Flower locally; show rotations live."""
-    from worker.demo.runner import Demo, DemoOptions
-    from worker.demo.view import EventTail, run_live, run_plain
+    from devstack.demo.runner import Demo, DemoOptions
+    from devstack.demo.view import EventTail, run_live, run_plain
     from worker.events import EventStream
 
     options = DemoOptions(
@@ -106,7 +106,7 @@ def demo(
 
 
 def _header(runner: Demo) -> str:
-    from worker.demo.runner import FLOWER_USER
+    from devstack.demo.runner import FLOWER_USER
 
     lines = [
         f"redis    {runner.stack.redis.url}",
@@ -121,6 +121,9 @@ def _header(runner: Demo) -> str:
     return "\n".join(lines)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``demo``."""
-    app.command("demo")(demo)
+def main(args: list[str]) -> int:
+    """Run ``rotator demo`` with ``args`` (errors go up to the ``rotator`` error mapping)."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(demo)
+    result = app(args=args, prog_name="rotator demo", standalone_mode=False)
+    return result if isinstance(result, int) else 0

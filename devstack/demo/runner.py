@@ -1,6 +1,6 @@
 """The demo's processes: a private Redis, the sandbox, a worker, beat and (if installed) Flower.
 
-:class:`Demo` starts them through :class:`worker.stack.LocalStack` in one temporary
+:class:`Demo` starts them through :class:`devstack.stack.LocalStack` in one temporary
 directory, writes a registry with a fast schedule for the sandbox's seeded destinations,
 triggers a first round of rotations, and on :meth:`Demo.close` stops every child process
 and removes the directory.
@@ -21,11 +21,11 @@ import redis
 from pydantic import SecretStr
 
 from config.settings import Settings
+from devstack.redis_server import free_port
+from devstack.stack import LocalStack
 from worker.errors import UsageError
-from worker.stack import LocalStack
 from worker.store.keys import Keys
 from worker.store.records import RotationStore
-from worker.store.server import free_port
 
 __all__ = ["Demo", "DemoDestination", "DemoOptions", "registry_toml"]
 

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.sandbox.config import FaultConfig
-from worker.sandbox.runtime import runtime_of
+from sandbox.config import FaultConfig
+from sandbox.runtime import runtime_of
 
 __all__ = ["control_routes"]
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from starlette.requests import Request
 
-from worker.sandbox.config import FaultConfig, SandboxConfig
-from worker.sandbox.journal import Journal
-from worker.sandbox.keys import load_public_key
-from worker.sandbox.state import SandboxState
+from sandbox.config import FaultConfig, SandboxConfig
+from sandbox.journal import Journal
+from sandbox.keys import load_public_key
+from sandbox.state import SandboxState
 
 __all__ = ["RateLimiter", "SandboxRuntime", "runtime_of"]
 

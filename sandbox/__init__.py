@@ -7,10 +7,10 @@ control endpoints for tests, the demo and benchmarks.
 
 from __future__ import annotations
 
-from worker.sandbox.client import SandboxControl
-from worker.sandbox.config import FaultConfig, SandboxConfig
-from worker.sandbox.keys import KeyPair, generate_keypair
-from worker.sandbox.server import SandboxThread, create_app, run_sandbox, runtime_for
+from sandbox.client import SandboxControl
+from sandbox.config import FaultConfig, SandboxConfig
+from sandbox.keys import KeyPair, generate_keypair
+from sandbox.server import SandboxThread, create_app, run_sandbox, runtime_for
 
 __all__ = [
     "FaultConfig",

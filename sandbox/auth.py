@@ -11,7 +11,7 @@ import jwt
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from worker.sandbox.runtime import SandboxRuntime, runtime_of
+from sandbox.runtime import SandboxRuntime, runtime_of
 
 __all__ = ["bearer_ok", "token_endpoint"]
 

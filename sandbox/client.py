@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from worker.sandbox.config import FaultConfig
+from sandbox.config import FaultConfig
 
 __all__ = ["SandboxControl"]
 

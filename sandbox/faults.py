@@ -14,11 +14,11 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.sandbox.auth import bearer_ok
-from worker.sandbox.config import FaultConfig
-from worker.sandbox.journal import CLIENT_CLOSED
-from worker.sandbox.replies import META, error_page, error_response, unauthorized
-from worker.sandbox.runtime import DOCUMENTED_LIMIT, SandboxRuntime
+from sandbox.auth import bearer_ok
+from sandbox.config import FaultConfig
+from sandbox.journal import CLIENT_CLOSED
+from sandbox.replies import META, error_page, error_response, unauthorized
+from sandbox.runtime import DOCUMENTED_LIMIT, SandboxRuntime
 
 __all__ = ["TrafficMiddleware", "malform"]
 

@@ -1,4 +1,8 @@
-"""``rotator sandbox``: serve the local Redox fake and print the settings that point at it."""
+"""``rotator sandbox``: serve the local Redox fake and print the settings that point at it.
+
+The ``rotator`` command forwards ``rotator sandbox ARGS`` here (:func:`main`), importing this
+module only then, so a production install without the ``sandbox`` extra never loads it.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,11 @@ from typing import Annotated
 
 import typer
 
+from sandbox import FaultConfig, SandboxConfig, create_app, generate_keypair, run_sandbox
+from sandbox.server import runtime_for
 from worker.errors import UsageError
-from worker.sandbox import FaultConfig, SandboxConfig, create_app, generate_keypair, run_sandbox
-from worker.sandbox.server import runtime_for
 
-__all__ = ["env_lines", "register", "sandbox"]
+__all__ = ["env_lines", "main", "sandbox"]
 
 _SHOWN_IDS = 5
 #: Config field names in validation messages -> the flag a person typed.
@@ -216,6 +220,9 @@ def _summary(ids: list[str]) -> str:
     return f"# seeded destinations: {len(ids)}: {shown}{more}"
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``sandbox`` command to the ``rotator`` app."""
-    app.command("sandbox")(sandbox)
+def main(args: list[str]) -> int:
+    """Run ``rotator sandbox`` with ``args`` (errors go up to the ``rotator`` error mapping)."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(sandbox)
+    result = app(args=args, prog_name="rotator sandbox", standalone_mode=False)
+    return result if isinstance(result, int) else 0

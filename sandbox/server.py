@@ -14,14 +14,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from worker.sandbox.auth import token_endpoint
-from worker.sandbox.client import SandboxControl
-from worker.sandbox.config import SandboxConfig
-from worker.sandbox.control import control_routes
-from worker.sandbox.faults import TrafficMiddleware
-from worker.sandbox.replies import error_response
-from worker.sandbox.routes import platform_routes
-from worker.sandbox.runtime import SandboxRuntime
+from sandbox.auth import token_endpoint
+from sandbox.client import SandboxControl
+from sandbox.config import SandboxConfig
+from sandbox.control import control_routes
+from sandbox.faults import TrafficMiddleware
+from sandbox.replies import error_response
+from sandbox.routes import platform_routes
+from sandbox.runtime import SandboxRuntime
 
 __all__ = ["SandboxThread", "create_app", "run_sandbox", "runtime_for"]
 

@@ -10,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker.sandbox.replies import ApiError, envelope, envelope_with_list, error_response
-from worker.sandbox.runtime import runtime_of
-from worker.sandbox.state import Credential, Destination
-from worker.sandbox.validation import (
+from sandbox.replies import ApiError, envelope, envelope_with_list, error_response
+from sandbox.runtime import runtime_of
+from sandbox.state import Credential, Destination
+from sandbox.validation import (
     STRATEGIES,
     validate_credential_fields,
     validate_destination_patch,

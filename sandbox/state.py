@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.sandbox.config import ENVIRONMENT_FLAGS, SandboxConfig
-from worker.sandbox.validation import SECRET_FIELDS, STRATEGIES, has_name
+from sandbox.config import ENVIRONMENT_FLAGS, SandboxConfig
+from sandbox.validation import SECRET_FIELDS, STRATEGIES, has_name
 
 __all__ = ["Credential", "Destination", "Environment", "SandboxState", "iso_now"]
 
