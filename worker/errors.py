@@ -6,8 +6,9 @@
     ├── UsageError                 bad settings, registry file or CLI input (exit 2)
     │   └── ConfigError
     ├── TransientError             retried: tenacity inside a call, then Celery retries
-    │   ├── RedoxUnavailable       timeout, connection error, 500/502/503/504
+    │   ├── RedoxUnavailable       timeout, connection error, 408/500/502/503/504
     │   ├── RateLimited            429 (carries Retry-After when Redox sends one)
+    │   ├── IdpUnavailable         the IdP's management API: timeout, 408/5xx, 429
     │   └── StoreUnavailable       Redis connection lost
     ├── PermanentError             never retried; a rotation rolls back
     │   ├── RedoxRejected          400, 403, 404, 409, 422, other 4xx
@@ -15,7 +16,11 @@
     │   │   └── RedoxNotFound      404
     │   ├── BadRedoxResponse       non-JSON, missing payload, wrong types
     │   ├── SecretSourceError      the secret source failed or returned garbage
+    │   │   └── IdpRejected        the IdP refused a management call (401/403/404/400)
+    │   │       └── IdpLimitReached   the client already holds as many secrets as allowed
+    │   ├── RehearsalFailed        the IdP did not give a token for the new secret
     │   ├── VerificationFailed     Redox does not show the new credential after the switch
+    │   ├── DeliveriesFailing      deliveries failed after the switch (reverted)
     │   └── DriftDetected          someone else changed the destination's credential
     └── LockLost                   this worker lost its lease; stop without writing
 
@@ -28,7 +33,11 @@ from __future__ import annotations
 __all__ = [
     "BadRedoxResponse",
     "ConfigError",
+    "DeliveriesFailing",
     "DriftDetected",
+    "IdpLimitReached",
+    "IdpRejected",
+    "IdpUnavailable",
     "LockLost",
     "PermanentError",
     "RateLimited",
@@ -36,6 +45,7 @@ __all__ = [
     "RedoxNotFound",
     "RedoxRejected",
     "RedoxUnavailable",
+    "RehearsalFailed",
     "RotatorError",
     "SecretSourceError",
     "StoreUnavailable",
@@ -92,6 +102,17 @@ class RateLimited(TransientError):
         super().__init__(message)
 
 
+class IdpUnavailable(TransientError):
+    """The IdP's management API timed out, dropped the connection, or answered 408/5xx/429."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class StoreUnavailable(TransientError):
     """Redis could not be reached."""
 
@@ -118,6 +139,48 @@ class BadRedoxResponse(PermanentError):
 
 class SecretSourceError(PermanentError):
     """The secret source failed, timed out, or returned something unusable."""
+
+
+class IdpRejected(SecretSourceError):
+    """The IdP's management API refused the call (bad token, no permission, unknown client).
+
+    ``code`` is the IdP's own error code (Okta ``E0000011``, Graph ``Authorization_RequestDenied``)
+    when it sent one. A person must act: the rotation ends in ``needs_attention``.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class IdpLimitReached(IdpRejected):
+    """The OAuth client already holds as many secrets as its IdP allows (Okta: two)."""
+
+
+class RehearsalFailed(PermanentError):
+    """The token request Redox will make, rehearsed with the new secret, got no token.
+
+    ``error`` / ``description`` are what the IdP answered (OAuth ``error`` and
+    ``error_description``, never a secret); ``status`` its HTTP status, if it answered.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        self.status = status
+        self.error = error
+        self.description = description
+        super().__init__(message)
+
+
+class DeliveriesFailing(PermanentError):
+    """Deliveries to the destination failed after the switch (more than before it)."""
 
 
 class VerificationFailed(PermanentError):
