@@ -1,8 +1,10 @@
 """The Redox sandbox: a local, stateful, strict fake of the Redox Platform API.
 
-Follows ``docs/redox-api.md``: JWT client-assertion token endpoint, destinations and auth
-credentials under ``/platform``, a rolling rate limit, fault injection, and ``/_sandbox``
-control endpoints for tests, the demo and benchmarks.
+Follows ``docs/redox-api.md``: JWT client-assertion token endpoint, destinations, auth
+credentials and log search under ``/platform``, a rolling rate limit, fault injection, and
+``/_sandbox`` control endpoints for tests, the demo and benchmarks. Around it, what a
+deployment has (``idp-api.md``): Okta- and Entra-style IdPs under ``/idp`` and simulated
+deliveries that fetch a token with each destination's credential the way Redox does.
 """
 
 from __future__ import annotations

@@ -12,15 +12,22 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
 
 from sandbox import FaultConfig, SandboxConfig, create_app, generate_keypair, run_sandbox
+from sandbox.runtime import shown_host
 from sandbox.server import runtime_for
-from worker.errors import UsageError
 
-__all__ = ["env_lines", "main", "sandbox"]
+
+class UsageError(click.UsageError):
+    """Bad input to ``rotator sandbox``: one line on stderr and exit 2 (the fake stands
+    alone, so it raises click's usage error rather than the service's)."""
+
+
+__all__ = ["env_lines", "idp_env_lines", "main", "sandbox"]
 
 _SHOWN_IDS = 5
 #: Config field names in validation messages -> the flag a person typed.
@@ -30,6 +37,8 @@ _FLAG_NAMES = {
     "token_ttl_seconds": "--token-ttl",
     "port must": "--port must",
     "seed must": "--seed must",
+    "deliveries_every_seconds": "--deliveries-every",
+    "idp_propagation_delay_seconds": "--idp-delay",
 }
 
 
@@ -44,6 +53,29 @@ def env_lines(url: str, *, client_id: str, key_id: str, private_key_path: Path |
     if private_key_path is not None:
         lines.append(f"ROTATOR_REDOX__PRIVATE_KEY_PATH={private_key_path}")
     lines.append("ROTATOR_REDOX__ALLOW_INSECURE_HTTP=true")
+    return lines
+
+
+def idp_env_lines(idp: str, credentials: dict[str, Any]) -> list[str]:
+    """``NAME=value`` pairs pointing the service's secret source at the sandbox's IdP."""
+    if idp == "okta":
+        okta = credentials["okta"]
+        lines = [
+            "ROTATOR_SECRET_SOURCE__KIND=okta",
+            f"ROTATOR_SECRET_SOURCE__OKTA__ORG_URL={okta['org_url']}",
+            f"ROTATOR_SECRET_SOURCE__OKTA__API_TOKEN={okta['api_token']}",
+        ]
+    else:
+        entra = credentials["entra"]
+        lines = [
+            "ROTATOR_SECRET_SOURCE__KIND=entra",
+            f"ROTATOR_SECRET_SOURCE__ENTRA__TENANT_ID={entra['tenant_id']}",
+            f"ROTATOR_SECRET_SOURCE__ENTRA__CLIENT_ID={entra['client_id']}",
+            f"ROTATOR_SECRET_SOURCE__ENTRA__CLIENT_SECRET={entra['client_secret']}",
+            f"ROTATOR_SECRET_SOURCE__ENTRA__GRAPH_URL={entra['graph_url']}",
+            f"ROTATOR_SECRET_SOURCE__ENTRA__LOGIN_URL={entra['login_url']}",
+        ]
+    lines.append("ROTATOR_ALLOW_INSECURE_HTTP=true")
     return lines
 
 
@@ -80,6 +112,9 @@ def _build_config(
     key_id: str,
     client_id: str,
     random_seed: int | None,
+    idp: str | None = None,
+    deliveries_every: float = 2.0,
+    idp_delay: float = 0.0,
 ) -> SandboxConfig:
     try:
         return SandboxConfig(
@@ -95,6 +130,9 @@ def _build_config(
             faults=faults,
             random_seed=random_seed,
             log_level="info",
+            idp=idp,
+            deliveries_every_seconds=deliveries_every,
+            idp_propagation_delay_seconds=idp_delay,
         )
     except ValueError as exc:
         message = str(exc)
@@ -140,8 +178,22 @@ def sandbox(
     env_file: Annotated[
         Path | None, typer.Option(help="Also write the settings to this .env file.")
     ] = None,
+    idp: Annotated[
+        str,
+        typer.Option(help="Seed destinations with apps at this fake IdP: okta, entra or none."),
+    ] = "none",
+    deliveries_every: Annotated[
+        float, typer.Option(help="Seconds between simulated deliveries to each destination.")
+    ] = 2.0,
+    idp_delay: Annotated[
+        float, typer.Option(help="Seconds a new IdP secret is refused at the token endpoint.")
+    ] = 0.0,
 ) -> None:
     """Serve a local, strict fake of the Redox Platform API (Ctrl-C to stop)."""
+    if idp not in ("okta", "entra", "none"):
+        raise UsageError(f"--idp must be okta, entra or none, got {idp}")
+    if idp != "none" and seed and port == 0:
+        raise UsageError("--idp with --seed needs a fixed --port (the seeded URLs name it)")
     config = _build_config(
         host=host,
         port=port,
@@ -154,6 +206,9 @@ def sandbox(
         key_id=key_id,
         client_id=client_id,
         random_seed=random_seed,
+        idp=None if idp == "none" else idp,
+        deliveries_every=deliveries_every,
+        idp_delay=idp_delay,
     )
     _check_port_free(host, port)
     private_key_path: Path | None = None
@@ -174,10 +229,12 @@ def sandbox(
         app = create_app(config)
     except ValueError as exc:  # an unusable public key
         raise UsageError(str(exc)) from exc
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
-    url = f"http://{shown_host}:{port}"
+    url = f"http://{shown_host(host)}:{port}"
     lines = env_lines(url, client_id=client_id, key_id=key_id, private_key_path=private_key_path)
-    ids = list(runtime_for(app).state.destinations)
+    runtime = runtime_for(app)
+    if config.idp is not None:
+        lines += idp_env_lines(config.idp, runtime.idp.management_credentials(url))
+    ids = list(runtime.state.destinations)
     summary = _summary(ids)
     if env_file is not None:
         try:

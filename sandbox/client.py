@@ -1,4 +1,7 @@
-"""SandboxControl: a small httpx client for the ``/_sandbox`` control endpoints."""
+"""SandboxControl: a small httpx client for the ``/_sandbox`` control endpoints.
+
+The IdP and delivery methods come from :class:`sandbox.client_idp.IdpControlMixin`.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,13 @@ from typing import Any
 
 import httpx
 
+from sandbox.client_idp import IdpControlMixin
 from sandbox.config import FaultConfig
 
 __all__ = ["SandboxControl"]
 
 
-class SandboxControl:
+class SandboxControl(IdpControlMixin):
     """Drive a running sandbox from tests, the demo or benchmarks (``url`` without /_sandbox)."""
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
@@ -81,7 +85,9 @@ class SandboxControl:
         return result
 
     def secrets(self) -> dict[str, dict[str, str]]:
-        """Every stored secret value by credential / destination id (test-only)."""
+        """Every secret value by credential / destination id, plus ``idp:*`` groups (IdP
+        client secrets ever issued, Okta API tokens, Entra management secret, IdP access
+        tokens); test-only."""
         result: dict[str, dict[str, str]] = self._call("GET", "secrets")
         return result
 
@@ -98,13 +104,47 @@ class SandboxControl:
         """Empty the state and the journal (keys, config and faults stay)."""
         self._call("POST", "reset")
 
-    def seed(self, count: int, environment_flag: str | None = None) -> list[str]:
-        """Create ``count`` destinations with their own OAuth credentials; return their ids."""
+    def seed(
+        self,
+        count: int,
+        environment_flag: str | None = None,
+        *,
+        idp: str | None = None,
+        shared: bool = False,
+        deliveries: bool | None = None,
+    ) -> list[str]:
+        """Create ``count`` destinations with OAuth credentials; return their ids.
+
+        ``idp="okta"|"entra"`` gives each credential an app with one active secret at that
+        fake IdP (deliveries on); ``shared`` makes them all reference one credential.
+        """
+        report = self.seed_report(
+            count, environment_flag, idp=idp, shared=shared, deliveries=deliveries
+        )
+        ids: list[str] = report["destination_ids"]
+        return ids
+
+    def seed_report(
+        self,
+        count: int,
+        environment_flag: str | None = None,
+        *,
+        idp: str | None = None,
+        shared: bool = False,
+        deliveries: bool | None = None,
+    ) -> dict[str, Any]:
+        """Like :meth:`seed`, returning the whole reply (credential ids, IdP apps)."""
         body: dict[str, Any] = {"count": count}
         if environment_flag is not None:
             body["environment_flag"] = environment_flag
-        ids: list[str] = self._call("POST", "seed", body)["destination_ids"]
-        return ids
+        if idp is not None:
+            body["idp"] = idp
+        if shared:
+            body["shared"] = True
+        if deliveries is not None:
+            body["deliveries"] = deliveries
+        result: dict[str, Any] = self._call("POST", "seed", body)
+        return result
 
     def drift(self, destination_id: str, auth_credential: str | None = None) -> str:
         """Re-point a destination behind the service's back; return the credential id used."""

@@ -8,6 +8,7 @@ from typing import Any
 
 __all__ = [
     "ENVIRONMENT_FLAGS",
+    "IDPS",
     "MALFORMATIONS",
     "FaultConfig",
     "SandboxConfig",
@@ -15,6 +16,9 @@ __all__ = [
 
 #: Environment flags Redox knows (redox-api.md §4).
 ENVIRONMENT_FLAGS = ("Development", "Staging", "Production")
+
+#: IdPs the sandbox fakes (SandboxConfig.idp values; None means none).
+IDPS = (None, "okta", "entra")
 
 #: Ways a 2xx reply can be broken on purpose (FaultConfig.malformed values).
 MALFORMATIONS = ("non_json", "missing_payload", "wrong_types", "html", "huge")
@@ -135,6 +139,12 @@ class SandboxConfig:
     #: Seed for fault dice and generated ids (None: not reproducible).
     random_seed: int | None = None
     log_level: str = "warning"
+    #: IdP the ``seed`` destinations get apps at ("okta", "entra"; None: no IdP, as before).
+    idp: str | None = None
+    #: Seconds between simulated deliveries to each enabled destination.
+    deliveries_every_seconds: float = 2.0
+    #: Seconds a secret created through an IdP management API is refused at its token endpoint.
+    idp_propagation_delay_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -160,3 +170,16 @@ class SandboxConfig:
             raise ValueError("at least one environment is needed")
         if not self.client_id or not self.key_id:
             raise ValueError("client_id and key_id must not be empty")
+        self._validate_idp_and_deliveries()
+
+    def _validate_idp_and_deliveries(self) -> None:
+        if self.idp not in IDPS:
+            raise ValueError("idp must be okta, entra or None")
+        for name in ("deliveries_every_seconds", "idp_propagation_delay_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0")
+        if self.deliveries_every_seconds <= 0:
+            raise ValueError("deliveries_every_seconds must be > 0")

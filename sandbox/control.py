@@ -1,5 +1,8 @@
 """The ``/_sandbox`` control endpoints (no auth): faults, rate limit, journal, state, seeding.
 
+IdP controls live in :mod:`sandbox.idp.control`, delivery controls in
+:mod:`sandbox.delivery_control`.
+
 For tests, the demo and benchmarks only; they bypass the Platform API's rules on purpose.
 """
 
@@ -13,7 +16,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.config import FaultConfig
+from sandbox.idp.control import base_url_of
 from sandbox.runtime import runtime_of
+from sandbox.seeding import seed_destinations
 
 __all__ = ["control_routes"]
 
@@ -90,32 +95,62 @@ async def state(request: Request) -> Response:
 
 
 async def secret_values(request: Request) -> Response:
-    """Test-only: every stored secret value, keyed by credential or destination id."""
-    return JSONResponse(runtime_of(request).state.secret_values())
+    """Test-only: every secret value, for leak scans.
+
+    Keyed by credential id (its secret fields), destination id (``verificationToken``), and
+    ``idp:client-secrets`` (every IdP client secret ever issued, by secret id / keyId),
+    ``idp:okta-api-tokens``, ``idp:entra-management`` and ``idp:access-tokens``.
+    """
+    runtime = runtime_of(request)
+    return JSONResponse({**runtime.state.secret_values(), **runtime.idp.secret_values()})
+
+
+_SEED_KEYS = {"count", "environment_flag", "idp", "shared", "deliveries"}
 
 
 async def seed(request: Request) -> Response:
-    """POST ``{count, environment_flag?}``: destinations with their own OAuth credentials."""
+    """POST ``{count, environment_flag?, idp?: "okta"|"entra", shared?, deliveries?}``.
+
+    Replies 201 with ``destination_ids``, ``credential_ids``, ``idp``, ``shared``,
+    ``deliveries`` and ``apps`` (one per credential: app_id, client_id, secret_id,
+    credential_id, destination_ids). See :mod:`sandbox.seeding`.
+    """
     runtime = runtime_of(request)
     try:
         data = await _body(request)
+        unknown = sorted(set(data) - _SEED_KEYS)
+        if unknown:
+            raise ValueError(f"unknown seed setting(s): {', '.join(unknown)}")
         count = data.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise ValueError("count must be an integer >= 0")
         flag = data.get("environment_flag")
         if flag is not None and not isinstance(flag, str):
             raise ValueError("environment_flag must be a string")
-        ids = runtime.state.seed(count, flag)
+        idp = data.get("idp")
+        if idp not in (None, "none", "okta", "entra"):
+            raise ValueError("idp must be okta, entra or none")
+        shared, deliveries = data.get("shared", False), data.get("deliveries")
+        if not isinstance(shared, bool) or not isinstance(deliveries, bool | None):
+            raise ValueError("shared and deliveries must be booleans")
+        report = seed_destinations(
+            runtime,
+            count,
+            environment_flag=flag,
+            idp=None if idp == "none" else idp,
+            shared=shared,
+            deliveries=deliveries,
+            base_url=base_url_of(request),
+        )
     except ValueError as exc:
         return _bad(str(exc))
-    return JSONResponse({"destination_ids": ids}, status_code=201)
+    return JSONResponse(report, status_code=201)
 
 
 async def reset(request: Request) -> Response:
-    """Empty destinations, credentials, tokens and the journal; keep keys, config, faults."""
-    runtime = runtime_of(request)
-    runtime.state.reset()
-    runtime.journal.clear()
+    """Empty destinations, credentials, tokens, IdP apps, logs, delivery stats and the journal;
+    keep keys, config, faults, IdP settings and the IdP management credentials."""
+    runtime_of(request).reset()
     return JSONResponse({"reset": True})
 
 

@@ -1,4 +1,7 @@
-"""What reached the sandbox: one entry per token/platform request, with a kind and a status."""
+"""What reached the sandbox: one entry per token, platform or IdP request, with kind and status.
+
+IdP requests made by the sandbox's own simulated deliveries carry ``origin="delivery"``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from typing import Any
 __all__ = ["Journal", "JournalEntry", "classify"]
 
 _ID = r"[^/]+"
+_OKTA_SECRETS = rf"/idp/okta/api/v1/apps/{_ID}/credentials/secrets"
+_GRAPH_APP = r"/idp/entra/graph/v1\.0/applications(?:\(appId='[^'/]+'\)|/[^/]+)"
 _KINDS: list[tuple[str, re.Pattern[str], str]] = [
     (m, re.compile(p), k)
     for m, p, k in [
@@ -25,6 +30,19 @@ _KINDS: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", rf"/platform/v1/authcredentials/{_ID}", "get_credential"),
         ("PATCH", rf"/platform/v1/authcredentials/{_ID}", "patch_credential"),
         ("DELETE", rf"/platform/v1/authcredentials/{_ID}", "delete_credential"),
+        ("POST", rf"/platform/v1/environments/{_ID}/logs/search/metadata", "search_logs"),
+        ("POST", rf"/idp/okta/oauth2/{_ID}/v1/token", "okta_token"),
+        ("GET", _OKTA_SECRETS, "okta_list_secrets"),
+        ("POST", _OKTA_SECRETS, "okta_create_secret"),
+        ("GET", rf"{_OKTA_SECRETS}/{_ID}", "okta_get_secret"),
+        ("DELETE", rf"{_OKTA_SECRETS}/{_ID}", "okta_delete_secret"),
+        ("POST", rf"{_OKTA_SECRETS}/{_ID}/lifecycle/activate", "okta_activate_secret"),
+        ("POST", rf"{_OKTA_SECRETS}/{_ID}/lifecycle/deactivate", "okta_deactivate_secret"),
+        ("POST", rf"/idp/entra/login/{_ID}/oauth2/v2\.0/token", "entra_token"),
+        ("GET", r"/idp/entra/graph/v1\.0/applications", "entra_list_applications"),
+        ("GET", _GRAPH_APP, "entra_get_application"),
+        ("POST", rf"{_GRAPH_APP}/addPassword", "entra_add_password"),
+        ("POST", rf"{_GRAPH_APP}/removePassword", "entra_remove_password"),
     ]
 ]
 
@@ -50,8 +68,11 @@ class JournalEntry:
     path: str
     status: int
     kind: str
-    #: Why a non-routed answer was given: "ratelimit", "fault", "hang", "malformed" or "".
+    #: Why a non-routed answer was given: "ratelimit", "fault", "hang", "malformed", "auth";
+    #: "held" for an IdP create call that waited on a hold; else "".
     cause: str = ""
+    #: "delivery" for the sandbox's own delivery token requests, else "".
+    origin: str = ""
 
 
 class Journal:
@@ -60,16 +81,34 @@ class Journal:
     def __init__(self) -> None:
         self._entries: list[JournalEntry] = []
         self._offset = 0  # index of _entries[0]; grows when cleared
+        self._clears = 0
 
-    def record(self, method: str, path: str, status: int, cause: str = "") -> None:
-        """Append one entry."""
+    @property
+    def epoch(self) -> int:
+        """Changes with every :meth:`clear` (pass it to :meth:`record` as ``since_epoch``)."""
+        return self._clears
+
+    def record(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        cause: str = "",
+        origin: str = "",
+        *,
+        since_epoch: int | None = None,
+    ) -> None:
+        """Append one entry; dropped if the journal was cleared since ``since_epoch``."""
+        if since_epoch is not None and since_epoch != self.epoch:
+            return
         self._entries.append(
-            JournalEntry(time.time(), method, path, status, classify(method, path), cause)
+            JournalEntry(time.time(), method, path, status, classify(method, path), cause, origin)
         )
 
     def clear(self) -> None:
         """Drop every entry; indexes keep growing so old ``since`` values stay meaningful."""
         self._offset += len(self._entries)
+        self._clears += 1
         self._entries.clear()
 
     def view(self, since: int = 0) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The live sandbox: state, journal, current faults, rate limiter and accepted key, in one place."""
+"""The live sandbox in one place: Redox state, IdPs, deliveries and their logs, journal, faults,
+rate limiter and accepted key."""
 
 from __future__ import annotations
 
@@ -11,14 +12,24 @@ from typing import Any
 from starlette.requests import Request
 
 from sandbox.config import FaultConfig, SandboxConfig
+from sandbox.deliveries import DeliverySimulator
+from sandbox.idp.state import IdpState
 from sandbox.journal import Journal
 from sandbox.keys import load_public_key
+from sandbox.logs import LogStore
 from sandbox.state import SandboxState
 
-__all__ = ["RateLimiter", "SandboxRuntime", "runtime_of"]
+__all__ = ["RateLimiter", "SandboxRuntime", "runtime_of", "shown_host"]
 
 #: What the X-RateLimit-Limit header says for injected 429s when no limit is configured.
 DOCUMENTED_LIMIT = 7500
+
+
+def shown_host(host: str) -> str:
+    """The address clients use for ``host`` in a URL (a wildcard becomes 127.0.0.1)."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 class RateLimiter:
@@ -77,8 +88,45 @@ class SandboxRuntime:
         self.public_key_pem: bytes | None = None
         if config.public_key_pem is not None:
             self.set_public_key(config.public_key_pem)
-        if config.seed:
-            self.state.seed(config.seed)
+        self.idp = IdpState(
+            random_seed=config.random_seed,
+            propagation_delay_seconds=config.idp_propagation_delay_seconds,
+        )
+        self.logs = LogStore()
+        self.deliveries = DeliverySimulator(self.state, self.logs, config.deliveries_every_seconds)
+        #: ``http://host:port`` the sandbox serves on; None until known (an ephemeral port).
+        self.base_url: str | None = None
+        self._seed_pending = bool(config.seed)
+        if config.port:
+            self.set_base_url(f"http://{shown_host(config.host)}:{config.port}")
+        elif config.seed and config.idp is None:
+            self._seed_from_config()
+
+    def set_base_url(self, url: str) -> None:
+        """Record where the sandbox listens; seeds ``config.seed`` destinations if still due.
+
+        Call it before the server runs (or from its event loop): IdP seeding needs the URL.
+        """
+        self.base_url = url.rstrip("/")
+        if self._seed_pending:
+            self._seed_from_config()
+
+    def _seed_from_config(self) -> None:
+        from sandbox.seeding import seed_destinations  # seeding needs this module
+
+        self._seed_pending = False
+        seed_destinations(self, self.config.seed, idp=self.config.idp)
+
+    def reset(self) -> None:
+        """Empty Redox state, IdP apps and tokens, logs, delivery stats and the journal.
+
+        Keys, config, faults, IdP settings and the IdP management credentials stay.
+        """
+        self.state.reset()
+        self.idp.reset()
+        self.logs.clear()
+        self.deliveries.reset()
+        self.journal.clear()
 
     def set_public_key(self, pem: bytes) -> None:
         """Accept assertions signed by the private half of ``pem`` (ValueError if unusable)."""

@@ -6,6 +6,7 @@ import json
 import random
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -137,28 +138,34 @@ class SandboxState:
         self.seen_jtis: dict[str, float] = {}
         self.tokens_issued = 0
 
-    def seed(self, count: int, environment_flag: str | None = None) -> list[str]:
-        """Create ``count`` destinations, each with its own OAuth credential; return their ids."""
+    def seed(
+        self,
+        count: int,
+        environment_flag: str | None = None,
+        *,
+        values_for: Callable[[str], dict[str, str | int]] | None = None,
+        shared: bool = False,
+    ) -> list[str]:
+        """Create ``count`` destinations with OAuth credentials; return their ids.
+
+        Each destination gets its own credential, or with ``shared`` all of them reference
+        one. ``values_for(name)`` gives the credential's fields (default: a credential for
+        :data:`SEED_TOKEN_URL` that no IdP knows).
+        """
         env = self.environment_for_flag(environment_flag)
+        make_values = values_for or self._seed_values
         ids: list[str] = []
         start = len(self.destinations) + 1
+        cred: Credential | None = None
         for number in range(start, start + count):
             name = f"dest-{number:04d}"
-            cred = self.create_credential(
-                environment_id=env.id,
-                name=f"{name}-oauth",
-                strategy="OAuth_2.0_2-legged",
-                values={
-                    "grantType": "client_credentials",
-                    "url": SEED_TOKEN_URL,
-                    "grantTypeName": "grant_type",
-                    "clientIdName": "client_id",
-                    "clientSecretName": "client_secret",
-                    "clientId": f"{name}-client",
-                    "clientSecret": self.new_secret(),
-                    "scopes": "webhook.write",
-                },
-            )
+            if cred is None or not shared:
+                cred = self.create_credential(
+                    environment_id=env.id,
+                    name=f"{name}-shared-oauth" if shared else f"{name}-oauth",
+                    strategy="OAuth_2.0_2-legged",
+                    values=make_values(name),
+                )
             dest = Destination(
                 id=self.new_id(),
                 name=name,
@@ -170,6 +177,18 @@ class SandboxState:
             self.destinations[dest.id] = dest
             ids.append(dest.id)
         return ids
+
+    def _seed_values(self, name: str) -> dict[str, str | int]:
+        return {
+            "grantType": "client_credentials",
+            "url": SEED_TOKEN_URL,
+            "grantTypeName": "grant_type",
+            "clientIdName": "client_id",
+            "clientSecretName": "client_secret",
+            "clientId": f"{name}-client",
+            "clientSecret": self.new_secret(),
+            "scopes": "webhook.write",
+        }
 
     def create_credential(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,29 @@ def api(sandbox: SandboxThread, keypair: KeyPair) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.fixture
+def idp(sandbox: SandboxThread) -> Iterator[SandboxThread]:
+    """The shared sandbox with IdP settings and faults at their defaults, no hold, and
+    deliveries every 0.2 s."""
+    control = sandbox.control
+    control.reset_idp_settings()
+    control.set_idp_faults()
+    control.release_idp()
+    control.set_deliveries(interval_seconds=0.2)
+    yield sandbox
+    control.release_idp()
+    control.set_deliveries(interval_seconds=2.0)
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll ``check`` every 50 ms until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 def env_id(sandbox: SandboxThread, flag: str) -> str:
     for env in sandbox.control.state()["environments"]:
         if env["environmentFlag"] == flag:
@@ -103,4 +126,4 @@ def env_id(sandbox: SandboxThread, flag: str) -> str:
     raise AssertionError(flag)
 
 
-__all__ = ["FaultConfig", "Path", "assertion", "env_id", "get_token", "token_form"]
+__all__ = ["FaultConfig", "Path", "assertion", "env_id", "get_token", "token_form", "wait_for"]

@@ -46,7 +46,14 @@ def test_seed_reset_and_state(sandbox: SandboxThread) -> None:
         assert cred["url"] == "https://auth.example.test/oauth2/token"
         assert cred["grantType"] == "client_credentials"
         assert cred["hasClientSecret"] is True
-    assert len(sandbox.control.secrets()) == 6
+    dumped = sandbox.control.secrets()
+    assert len([k for k in dumped if not k.startswith("idp:")]) == 6
+    assert set(dumped) - {k for k in dumped if not k.startswith("idp:")} == {
+        "idp:client-secrets",
+        "idp:okta-api-tokens",
+        "idp:entra-management",
+        "idp:access-tokens",
+    }
     sandbox.control.reset()
     state = sandbox.control.state()
     assert state["destinations"] == [] and state["credentials"] == []
