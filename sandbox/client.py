@@ -112,15 +112,18 @@ class SandboxControl(IdpControlMixin):
         idp: str | None = None,
         shared: bool = False,
         deliveries: bool | None = None,
+        environment_id: str | None = None,
     ) -> list[str]:
         """Create ``count`` destinations with OAuth credentials; return their ids.
 
         ``idp="okta"|"entra"`` gives each credential an app with one active secret at that
-        fake IdP (deliveries on); ``shared`` makes them all reference one credential.
+        fake IdP (deliveries on); ``shared`` makes them all reference one credential;
+        ``environment_id`` picks the environment (see :meth:`add_environment`).
         """
         report = self.seed_report(
-            count, environment_flag, idp=idp, shared=shared, deliveries=deliveries
-        )
+            count, environment_flag, idp=idp, shared=shared, deliveries=deliveries,
+            environment_id=environment_id,
+        )  # fmt: skip
         ids: list[str] = report["destination_ids"]
         return ids
 
@@ -132,9 +135,12 @@ class SandboxControl(IdpControlMixin):
         idp: str | None = None,
         shared: bool = False,
         deliveries: bool | None = None,
+        environment_id: str | None = None,
     ) -> dict[str, Any]:
         """Like :meth:`seed`, returning the whole reply (credential ids, IdP apps)."""
         body: dict[str, Any] = {"count": count}
+        if environment_id is not None:
+            body["environment_id"] = environment_id
         if environment_flag is not None:
             body["environment_flag"] = environment_flag
         if idp is not None:
@@ -144,6 +150,23 @@ class SandboxControl(IdpControlMixin):
         if deliveries is not None:
             body["deliveries"] = deliveries
         result: dict[str, Any] = self._call("POST", "seed", body)
+        return result
+
+    def add_environment(self, environment_flag: str = "Development") -> str:
+        """Create one more environment of the organization; its id."""
+        found: str = self._call("POST", "environments", {"environment_flag": environment_flag})[
+            "id"
+        ]
+        return found
+
+    def add_credentials(self, count: int, environment_id: str | None = None) -> dict[str, Any]:
+        """Add ``count`` unused OAuth credentials (``filler-NNNNN``) to an environment (default:
+        the first) in one request; ``{environment_id, created, credentials}``, the last being
+        how many credentials the environment holds now."""
+        body: dict[str, Any] = {"count": count}
+        if environment_id is not None:
+            body["environment_id"] = environment_id
+        result: dict[str, Any] = self._call("POST", "credentials", body)
         return result
 
     def drift(self, destination_id: str, auth_credential: str | None = None) -> str:

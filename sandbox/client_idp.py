@@ -82,7 +82,7 @@ class IdpControlMixin:
         """One app of :meth:`idp_apps` by app id or client id (KeyError if none)."""
         for apps in self.idp_apps().values():
             for app in apps:
-                if app_or_client_id in (app["app_id"], app["client_id"]):
+                if app_or_client_id in (app.get("app_id"), app.get("client_id")):
                     return app
         raise KeyError(app_or_client_id)
 

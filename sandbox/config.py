@@ -32,8 +32,10 @@ class FaultConfig:
     """Injected misbehaviour for ``/platform/*`` (and the token endpoint if ``faults_on_token``).
 
     ``permanent`` and ``malformed`` are keyed by an id matched as a substring of the request
-    path (``"*"`` matches every request); ``permanent_methods`` narrows a ``permanent`` entry
-    to some HTTP methods.
+    path (``"*"`` matches every request); ``permanent_methods`` and ``malformed_methods``
+    narrow an entry of ``permanent`` or ``malformed`` to some HTTP methods. ``trickle``
+    (same keys) sends matching replies' bodies one byte per that many seconds, like a
+    peer that hangs without ever going quiet long enough for a read timeout.
     """
 
     latency_ms: float = 0.0
@@ -49,6 +51,8 @@ class FaultConfig:
     permanent: dict[str, int] = field(default_factory=dict)
     permanent_methods: dict[str, list[str]] = field(default_factory=dict)
     malformed: dict[str, str] = field(default_factory=dict)
+    malformed_methods: dict[str, list[str]] = field(default_factory=dict)
+    trickle: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -76,10 +80,16 @@ class FaultConfig:
         for key, status in self.permanent.items():
             if isinstance(status, bool) or not 400 <= status <= 599:
                 raise ValueError(f"permanent[{key!r}] must be an HTTP error status (400-599)")
-        _check_mapping("permanent_methods", self.permanent_methods, list)
-        for key, methods in self.permanent_methods.items():
-            if not all(isinstance(m, str) and m.upper() in _HTTP_METHODS for m in methods):
-                raise ValueError(f"permanent_methods[{key!r}] must list HTTP methods")
+        for name in ("permanent_methods", "malformed_methods"):
+            narrowed: dict[str, list[str]] = getattr(self, name)
+            _check_mapping(name, narrowed, list)
+            for key, methods in narrowed.items():
+                if not all(isinstance(m, str) and m.upper() in _HTTP_METHODS for m in methods):
+                    raise ValueError(f"{name}[{key!r}] must list HTTP methods")
+        _check_mapping("trickle", self.trickle, (int, float))
+        for key, seconds in self.trickle.items():
+            if isinstance(seconds, bool) or not 0 < seconds <= 60:
+                raise ValueError(f"trickle[{key!r}] must be seconds per byte, > 0 and <= 60")
         _check_mapping("malformed", self.malformed, str)
         for key, kind in self.malformed.items():
             if kind not in MALFORMATIONS:
@@ -110,11 +120,13 @@ class FaultConfig:
         return FaultConfig.from_dict({**self.to_dict(), **changes})
 
 
-def _check_mapping(name: str, value: object, value_type: type) -> None:
+def _check_mapping(name: str, value: object, value_type: type | tuple[type, ...]) -> None:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and k and isinstance(v, value_type) for k, v in value.items()
     ):
-        raise ValueError(f"{name} must map non-empty ids to {value_type.__name__} values")
+        types = value_type if isinstance(value_type, tuple) else (value_type,)
+        names = " or ".join(t.__name__ for t in types)
+        raise ValueError(f"{name} must map non-empty ids to {names} values")
 
 
 @dataclass

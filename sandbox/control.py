@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.config import FaultConfig
+from sandbox.config import ENVIRONMENT_FLAGS, FaultConfig
 from sandbox.idp.control import base_url_of
 from sandbox.runtime import runtime_of
 from sandbox.seeding import seed_destinations
@@ -105,7 +105,7 @@ async def secret_values(request: Request) -> Response:
     return JSONResponse({**runtime.state.secret_values(), **runtime.idp.secret_values()})
 
 
-_SEED_KEYS = {"count", "environment_flag", "idp", "shared", "deliveries"}
+_SEED_KEYS = {"count", "environment_flag", "environment_id", "idp", "shared", "deliveries"}
 
 
 async def seed(request: Request) -> Response:
@@ -130,6 +130,9 @@ async def seed(request: Request) -> Response:
         idp = data.get("idp")
         if idp not in (None, "none", "okta", "entra"):
             raise ValueError("idp must be okta, entra or none")
+        environment_id = data.get("environment_id")
+        if environment_id is not None and not isinstance(environment_id, str):
+            raise ValueError("environment_id must be a string")
         shared, deliveries = data.get("shared", False), data.get("deliveries")
         if not isinstance(shared, bool) or not isinstance(deliveries, bool | None):
             raise ValueError("shared and deliveries must be booleans")
@@ -139,12 +142,59 @@ async def seed(request: Request) -> Response:
             environment_flag=flag,
             idp=None if idp == "none" else idp,
             shared=shared,
+            environment_id=environment_id,
             deliveries=deliveries,
             base_url=base_url_of(request),
         )
     except ValueError as exc:
         return _bad(str(exc))
     return JSONResponse(report, status_code=201)
+
+
+async def environments(request: Request) -> Response:
+    """POST ``{environment_flag?}``: one more environment (default Development)."""
+    runtime = runtime_of(request)
+    try:
+        data = await _body(request)
+        flag = data.get("environment_flag", "Development")
+        if flag not in ENVIRONMENT_FLAGS:
+            raise ValueError(f"environment_flag must be one of {', '.join(ENVIRONMENT_FLAGS)}")
+        number = 1 + sum(1 for e in runtime.state.environments.values() if e.flag == flag)
+        env = runtime.state.add_environment(flag, number)
+    except ValueError as exc:
+        return _bad(str(exc))
+    return JSONResponse(runtime.state.environment_view(env), status_code=201)
+
+
+#: Most filler credentials one call adds.
+MAX_FILLERS = 50_000
+
+
+async def fillers(request: Request) -> Response:
+    """POST ``{count, environment_id?}``: add ``count`` OAuth credentials named
+    ``filler-NNNNN`` that no destination uses (default: the first environment), without a
+    request per credential. Replies 201 with ``environment_id``, ``created`` and
+    ``credentials`` (how many the environment holds now)."""
+    state = runtime_of(request).state
+    try:
+        data = await _body(request)
+        unknown = sorted(set(data) - {"count", "environment_id"})
+        if unknown:
+            raise ValueError(f"unknown filler setting(s): {', '.join(unknown)}")
+        count = data.get("count")
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_FILLERS:
+            raise ValueError(f"count must be an integer from 0 to {MAX_FILLERS}")
+        environment_id = data.get("environment_id")
+        if environment_id is not None and not isinstance(environment_id, str):
+            raise ValueError("environment_id must be a string")
+        env = state.add_fillers(count, environment_id)
+    except ValueError as exc:
+        return _bad(str(exc))
+    except KeyError:
+        return _bad(f"no environment {environment_id}", 404)
+    held = sum(1 for c in state.credentials.values() if c.environment_id == env.id)
+    reply = {"environment_id": env.id, "created": count, "credentials": held}
+    return JSONResponse(reply, status_code=201)
 
 
 async def reset(request: Request) -> Response:
@@ -208,6 +258,8 @@ def control_routes() -> list[Route]:
         Route("/state", state, methods=["GET"]),
         Route("/secrets", secret_values, methods=["GET"]),
         Route("/seed", seed, methods=["POST"]),
+        Route("/environments", environments, methods=["POST"]),
+        Route("/credentials", fillers, methods=["POST"]),
         Route("/reset", reset, methods=["POST"]),
         Route("/drift", drift, methods=["POST"]),
         Route("/keys", keys, methods=["GET", "PUT"]),

@@ -1,14 +1,16 @@
 """ASGI middleware in front of the token and platform routes.
 
-In order: journal every request, apply the rolling rate limit, inject faults (latency, hang,
-random 5xx/429, permanent per-id errors), check the bearer token, then break 2xx bodies of
-ids listed in ``malformed``. ``/_sandbox`` control traffic passes straight through.
+In order: journal every request (with the bytes of its request body and of the response
+body sent), apply the rolling rate limit, inject faults (latency, hang, random 5xx/429,
+permanent per-id errors), check the bearer token, then break 2xx bodies of ids listed in
+``malformed``. ``/_sandbox`` control traffic passes straight through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from starlette.responses import Response
@@ -25,6 +27,7 @@ __all__ = ["TrafficMiddleware", "malform"]
 TOKEN_PATH = "/v2/auth/token"
 PLATFORM_PREFIX = "/platform"
 HUGE_BYTES = 11 * 1024 * 1024  # above the 10 MB Redox documents for 413
+TRICKLE_LIMIT_SECONDS = 120.0
 
 
 class TrafficMiddleware:
@@ -43,17 +46,39 @@ class TrafficMiddleware:
         method: str = scope["method"]
         status = CLIENT_CLOSED
         cause = ""
+        received = 0  # request body bytes read so far
+        read_all = False
+        sent = 0  # response body bytes handed to the server
+
+        async def counting_receive() -> Message:
+            nonlocal received, read_all
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                read_all = not message.get("more_body", False)
+            return message
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = int(message["status"])
             await send(message)
+            if message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
 
         try:
-            cause = await self._handle(scope, receive, recording_send, is_platform=is_platform)
+            cause = await self._handle(
+                scope, counting_receive, recording_send, is_platform=is_platform
+            )
         finally:
-            self.runtime.journal.record(method, path, status, cause)
+            self.runtime.journal.record(
+                method,
+                path,
+                status,
+                cause,
+                request_bytes=received if read_all else max(received, _declared_length(scope)),
+                response_bytes=sent,
+            )
 
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, *, is_platform: bool
@@ -81,10 +106,17 @@ class TrafficMiddleware:
             if not bearer_ok(runtime, headers.get("authorization")):
                 await unauthorized()(scope, receive, send)
                 return "auth"
+            slow = _match(faults.trickle, scope["path"])
+            if slow is not None:
+                send = _Trickler(send, float(faults.trickle[slow])).send
             key = _match(faults.malformed, scope["path"])
-            if key is not None:
+            methods = faults.malformed_methods.get(key or "")
+            if key is not None and (not methods or scope["method"] in _upper(methods)):
                 await self.app(scope, receive, _Malformer(send, faults.malformed[key]).send)
                 return "malformed"
+            if slow is not None:
+                await self.app(scope, receive, send)
+                return "trickle"
         await self.app(scope, receive, send)
         return ""
 
@@ -118,6 +150,18 @@ def _headers(scope: Scope) -> list[tuple[str, str]]:
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
 
 
+def _declared_length(scope: Scope) -> int:
+    """The request's Content-Length (0 if absent or not a number): what the client sent when
+    the body was answered without being read (a 429, a fault)."""
+    for key, value in scope.get("headers", []):
+        if key.lower() == b"content-length":
+            try:
+                return max(int(value), 0)
+            except ValueError:
+                return 0
+    return 0
+
+
 def _match(mapping: dict[str, Any], path: str) -> str | None:
     """First key of ``mapping`` found in ``path`` (``*`` matches every path)."""
     for key in mapping:
@@ -126,12 +170,16 @@ def _match(mapping: dict[str, Any], path: str) -> str | None:
     return None
 
 
+def _upper(methods: list[str]) -> set[str]:
+    return {m.upper() for m in methods}
+
+
 def _permanent_status(faults: FaultConfig, method: str, path: str) -> int | None:
     for key, status in faults.permanent.items():
         if key != "*" and key not in path:
             continue
         methods = faults.permanent_methods.get(key)
-        if not methods or method.upper() in {m.upper() for m in methods}:
+        if not methods or method.upper() in _upper(methods):
             return status
     return None
 
@@ -170,6 +218,33 @@ async def _wait_for_disconnect(receive: Receive, seconds: float) -> bool:
                     return True
     except TimeoutError:
         return False
+
+
+class _Trickler:
+    """Sends a reply's body one byte at a time, ``seconds`` apart (for at most
+    ``TRICKLE_LIMIT_SECONDS``, then the rest at once, so a test run cannot pile them up)."""
+
+    def __init__(self, send: Send, seconds: float) -> None:
+        self._send = send
+        self._seconds = seconds
+
+    async def send(self, message: Message) -> None:
+        if message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        body: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        until = time.monotonic() + TRICKLE_LIMIT_SECONDS
+        for index in range(len(body)):
+            if time.monotonic() > until:
+                await self._send({"type": "http.response.body", "body": body[index:],
+                                  "more_body": more})  # fmt: skip
+                return
+            await asyncio.sleep(self._seconds)
+            await self._send(
+                {"type": "http.response.body", "body": body[index : index + 1], "more_body": True}
+            )
+        await self._send({"type": "http.response.body", "body": b"", "more_body": more})
 
 
 class _Malformer:

@@ -1,6 +1,9 @@
 """What reached the sandbox: one entry per token, platform or IdP request, with kind and status.
 
 IdP requests made by the sandbox's own simulated deliveries carry ``origin="delivery"``.
+Token and platform entries also carry the bytes of the request body received and of the
+response body sent (``request_bytes``, ``response_bytes``); the summary totals them by kind.
+Entries whose bytes were not measured (the IdPs') have ``None`` there and count in no total.
 """
 
 from __future__ import annotations
@@ -73,6 +76,12 @@ class JournalEntry:
     cause: str = ""
     #: "delivery" for the sandbox's own delivery token requests, else "".
     origin: str = ""
+    #: Bytes of the request body (as received; its Content-Length if the body was not read).
+    #: None when not measured.
+    request_bytes: int | None = None
+    #: Bytes of the response body sent, as they went out (after any malforming). None when
+    #: not measured.
+    response_bytes: int | None = None
 
 
 class Journal:
@@ -97,12 +106,24 @@ class Journal:
         origin: str = "",
         *,
         since_epoch: int | None = None,
+        request_bytes: int | None = None,
+        response_bytes: int | None = None,
     ) -> None:
         """Append one entry; dropped if the journal was cleared since ``since_epoch``."""
         if since_epoch is not None and since_epoch != self.epoch:
             return
         self._entries.append(
-            JournalEntry(time.time(), method, path, status, classify(method, path), cause, origin)
+            JournalEntry(
+                time.time(),
+                method,
+                path,
+                status,
+                classify(method, path),
+                cause,
+                origin,
+                request_bytes,
+                response_bytes,
+            )
         )
 
     def clear(self) -> None:
@@ -112,12 +133,20 @@ class Journal:
         self._entries.clear()
 
     def view(self, since: int = 0) -> dict[str, Any]:
-        """Entries from index ``since`` on, ``next`` index, and counts by kind and status."""
+        """Entries from index ``since`` on, ``next`` index, counts by kind and status, and
+        body bytes (request and response totals, and both by kind; measured entries only)."""
         start = max(since - self._offset, 0)
         entries = self._entries[start:]
         by_kind = Counter(e.kind for e in entries)
         by_status = Counter(str(e.status) for e in entries)
         by_kind_status = Counter(f"{e.kind}:{e.status}" for e in entries)
+        bytes_by_kind: dict[str, dict[str, int]] = {}
+        for e in entries:
+            if e.request_bytes is None and e.response_bytes is None:
+                continue
+            totals = bytes_by_kind.setdefault(e.kind, {"request": 0, "response": 0})
+            totals["request"] += e.request_bytes or 0
+            totals["response"] += e.response_bytes or 0
         return {
             "since": self._offset + start,
             "next": self._offset + len(self._entries),
@@ -127,5 +156,8 @@ class Journal:
                 "by_kind": dict(by_kind),
                 "by_status": dict(by_status),
                 "by_kind_status": dict(by_kind_status),
+                "request_bytes": sum(t["request"] for t in bytes_by_kind.values()),
+                "response_bytes": sum(t["response"] for t in bytes_by_kind.values()),
+                "bytes_by_kind": bytes_by_kind,
             },
         }

@@ -71,6 +71,7 @@ def seed_destinations(
     shared: bool = False,
     deliveries: bool | None = None,
     base_url: str | None = None,
+    environment_id: str | None = None,
 ) -> dict[str, Any]:
     """Seed ``count`` destinations; returns ids, credential ids and the IdP apps made.
 
@@ -80,11 +81,15 @@ def seed_destinations(
     state = runtime.state
     issued: list[_Issued] = []
     if idp is None:
-        ids = state.seed(count, environment_flag, shared=shared)
+        ids = state.seed(count, environment_flag, shared=shared, environment_id=environment_id)
     else:
         if idp not in ("okta", "entra"):
             raise ValueError("idp must be okta or entra")
-        if environment_flag not in (None, "Development"):
+        if environment_flag not in (None, "Development") or (
+            environment_id is not None
+            and state.environments.get(environment_id) is not None
+            and state.environments[environment_id].flag != "Development"
+        ):
             raise ValueError("an IdP seed needs a Development environment (its URLs are http)")
         url = base_url or runtime.base_url
         if url is None:
@@ -94,6 +99,7 @@ def seed_destinations(
             "Development",
             values_for=lambda name: _values(runtime, idp, url.rstrip("/"), name, issued),
             shared=shared,
+            environment_id=environment_id,
         )
     credential_ids = list(dict.fromkeys(state.destinations[d].auth_credential or "" for d in ids))
     if deliveries if deliveries is not None else idp is not None:

@@ -145,6 +145,7 @@ class SandboxState:
         *,
         values_for: Callable[[str], dict[str, str | int]] | None = None,
         shared: bool = False,
+        environment_id: str | None = None,
     ) -> list[str]:
         """Create ``count`` destinations with OAuth credentials; return their ids.
 
@@ -152,7 +153,12 @@ class SandboxState:
         one. ``values_for(name)`` gives the credential's fields (default: a credential for
         :data:`SEED_TOKEN_URL` that no IdP knows).
         """
-        env = self.environment_for_flag(environment_flag)
+        if environment_id is not None:
+            if environment_id not in self.environments:
+                raise ValueError(f"no environment {environment_id}")
+            env = self.environments[environment_id]
+        else:
+            env = self.environment_for_flag(environment_flag)
         make_values = values_for or self._seed_values
         ids: list[str] = []
         start = len(self.destinations) + 1
@@ -177,6 +183,39 @@ class SandboxState:
             self.destinations[dest.id] = dest
             ids.append(dest.id)
         return ids
+
+    def add_fillers(self, count: int, environment_id: str | None = None) -> Environment:
+        """Add ``count`` OAuth credentials named ``filler-NNNNN`` (numbered on from the
+        fillers already there) that no destination uses, in one call: a large environment
+        without a request per credential. Default environment: the first one."""
+        if environment_id is not None and environment_id not in self.environments:
+            raise KeyError(environment_id)
+        env = (
+            self.environments[environment_id]
+            if environment_id is not None
+            else self.environment_for_flag(None)
+        )
+        start = 1 + sum(1 for c in self.credentials.values() if c.name.startswith("filler-"))
+        stamp = iso_now()  # one timestamp for the batch (half the cost otherwise)
+        for number in range(start, start + count):
+            name = f"filler-{number:05d}"
+            cred = Credential(
+                id=self.new_id(),
+                organization=self.config.organization_id,
+                name=name,
+                environment_id=env.id,
+                auth_strategy="OAuth_2.0_2-legged",
+                created_at=stamp,
+                updated_at=stamp,
+                version=1,
+            )
+            for key, value in self._seed_values(name).items():
+                if key in SECRET_FIELDS:
+                    cred.secrets[key] = str(value)
+                else:
+                    cred.fields[key] = value
+            self.credentials[cred.id] = cred
+        return env
 
     def _seed_values(self, name: str) -> dict[str, str | int]:
         return {
