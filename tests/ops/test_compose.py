@@ -26,6 +26,7 @@ from config.settings import CelerySettings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
+ACL_TEMPLATE = ROOT / "deploy" / "redis" / "users.acl"
 
 #: Services meant to exit after one run (no healthcheck needed). There are none today.
 ONE_SHOT: frozenset[str] = frozenset()
@@ -33,10 +34,28 @@ PROD_SERVICES = ("worker", "beat", "flower")
 SANDBOX_SERVICES = ("sandbox", "worker-sandbox", "beat-sandbox", "flower-sandbox")
 WORKERS = ("worker", "worker-sandbox")
 FLOWERS = ("flower", "flower-sandbox")
-#: The only variables compose may require (`${VAR:?}`): both stacks need them. Requiring a
-#: Redox variable would also break `docker compose --profile sandbox up`, because compose
-#: interpolates the whole file.
-REQUIRED_VARS = {"REDIS_PASSWORD", "FLOWER_BASIC_AUTH"}
+#: The only variables compose may require (`${VAR:?}`). Compose interpolates the whole file,
+#: so a required variable is required for every profile: requiring a Redox variable would
+#: break `docker compose --profile sandbox up`. Both stacks need the Redis passwords of the
+#: `rotator` and `flower` users and Flower's basic auth; ROTATOR_REGISTRY_FILE is required
+#: so that production never falls back to the example registry (a sandbox-only run sets
+#: it to anything: the sandbox reads ROTATOR_SANDBOX_REGISTRY_FILE).
+REQUIRED_VARS = {
+    "REDIS_PASSWORD",
+    "REDIS_FLOWER_PASSWORD",
+    "FLOWER_BASIC_AUTH",
+    "ROTATOR_REGISTRY_FILE",
+}
+#: Redis user of each service (deploy/redis/users.acl) and the variable with its password.
+REDIS_USERS = {
+    "worker": ("rotator", "REDIS_PASSWORD"),
+    "beat": ("rotator", "REDIS_PASSWORD"),
+    "worker-sandbox": ("rotator", "REDIS_PASSWORD"),
+    "beat-sandbox": ("rotator", "REDIS_PASSWORD"),
+    "flower": ("flower", "REDIS_FLOWER_PASSWORD"),
+    "flower-sandbox": ("flower", "REDIS_FLOWER_PASSWORD"),
+    "metrics": ("exporter", "REDIS_EXPORTER_PASSWORD"),
+}
 
 REF = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
 ONLY_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?[-?+][^}]*)?\}$")
@@ -199,6 +218,8 @@ def compose_env(tmp_path: Path) -> dict[str, str]:
     """A clean environment with only what compose needs, plus an empty --env-file."""
     key = tmp_path / "redox_private_key.pem"
     key.write_text("placeholder, never read by `config`\n")
+    registry = tmp_path / "registry.toml"
+    registry.write_text("# placeholder, never read by `config`\n")
     env = {
         name: value
         for name, value in os.environ.items()
@@ -206,8 +227,10 @@ def compose_env(tmp_path: Path) -> dict[str, str]:
     }
     env.update(
         REDIS_PASSWORD="dummy-redis-password",
+        REDIS_FLOWER_PASSWORD="dummy-flower-password",
         FLOWER_BASIC_AUTH="admin:dummy",
         REDOX_PRIVATE_KEY_FILE=str(key),
+        ROTATOR_REGISTRY_FILE=str(registry),
         ENV_FILE=str(tmp_path / "empty.env"),
     )
     (tmp_path / "empty.env").write_text("")
@@ -242,29 +265,70 @@ def test_docker_compose_config_accepts_every_profile(
 def test_sandbox_profile_needs_no_redox_credentials(
     command: list[str], compose_env: dict[str, str]
 ) -> None:
-    # Only REDIS_PASSWORD and FLOWER_BASIC_AUTH: no Redox client id, key id or key file.
+    # The Redis passwords, Flower's basic auth and a placeholder for the production registry
+    # (as docs/operations.md shows): no Redox client id, key id or key file, no real registry.
     env = {k: v for k, v in compose_env.items() if k != "REDOX_PRIVATE_KEY_FILE"}
+    env["ROTATOR_REGISTRY_FILE"] = "./unused-by-the-sandbox"
     result = _run_compose(command, env, "--profile", "sandbox", "config", "--services")
     assert result.returncode == 0, result.stdout + result.stderr
     assert set(SANDBOX_SERVICES) | {"redis"} <= set(result.stdout.split())
 
 
+@pytest.mark.parametrize("variable", sorted(REQUIRED_VARS))
 @pytest.mark.parametrize("command", _compose_commands())
-def test_compose_refuses_to_run_without_the_redis_password(
-    command: list[str], compose_env: dict[str, str]
+def test_compose_refuses_to_run_without_a_required_variable(
+    command: list[str], compose_env: dict[str, str], variable: str
 ) -> None:
-    env = {k: v for k, v in compose_env.items() if k != "REDIS_PASSWORD"}
+    env = {k: v for k, v in compose_env.items() if k != variable}
     result = _run_compose(command, env, "--profile", "prod", "config", "-q")
     assert result.returncode != 0
-    assert "REDIS_PASSWORD" in result.stdout + result.stderr
+    assert variable in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", _compose_commands())
+def test_production_mounts_the_given_registry_and_no_example(
+    command: list[str], compose_env: dict[str, str]
+) -> None:
+    result = _run_compose(command, compose_env, "--profile", "prod", "config")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rendered = YAML(typ="safe").load(result.stdout)["services"]
+    for name in ("worker", "beat"):
+        mounts = [_bind_source(v) for v in rendered[name]["volumes"]]
+        assert compose_env["ROTATOR_REGISTRY_FILE"] in mounts, (name, mounts)
+        assert not [m for m in mounts if "examples" in m], (name, mounts)
+
+
+@pytest.mark.parametrize("command", _compose_commands())
+def test_every_rendered_service_has_core_dumps_off(
+    command: list[str], compose_env: dict[str, str]
+) -> None:
+    profiles = ["--profile", "prod", "--profile", "sandbox", "--profile", "metrics"]
+    result = _run_compose(command, compose_env, *profiles, "config")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name, service in YAML(typ="safe").load(result.stdout)["services"].items():
+        assert _core_limit(service) == (0, 0), name
+
+
+def _bind_source(volume: object) -> str:
+    if isinstance(volume, dict):
+        return str(volume.get("source"))
+    return str(volume).split(":", 1)[0]
+
+
+def _core_limit(service: dict[str, Any]) -> tuple[int, int] | None:
+    """(soft, hard) RLIMIT_CORE of a service's `ulimits`, or None when it sets none."""
+    core = (service.get("ulimits") or {}).get("core")
+    if core is None:
+        return None
+    if isinstance(core, dict):
+        return int(core["soft"]), int(core["hard"])
+    return int(core), int(core)
 
 
 # ------------------------------------------------------------------------------ structure
 
 
-def test_redis_is_durable_never_evicts_and_requires_a_password(
-    services: dict[str, dict[str, Any]],
-) -> None:
+def test_redis_is_durable_and_never_evicts(services: dict[str, dict[str, Any]]) -> None:
     redis = services["redis"]
     assert str(redis["image"]).startswith("redis:7")
     argv = _argv(redis["command"])
@@ -272,14 +336,90 @@ def test_redis_is_durable_never_evicts_and_requires_a_password(
     assert pairs["--appendonly"] == "yes"
     assert pairs["--appendfsync"] == "everysec"
     assert pairs["--maxmemory-policy"] == "noeviction"
-    assert re.fullmatch(r"\$\{REDIS_PASSWORD:\?[^}]*\}", pairs["--requirepass"])
     assert "ports" not in redis, "Redis must not be published"
     assert any(str(v).endswith(":/data") for v in redis["volumes"])
-    # The healthcheck takes the password from REDISCLI_AUTH, not its command line.
-    assert _env(redis)["REDISCLI_AUTH"] == pairs["--requirepass"]
+
+
+def test_redis_loads_the_acl_file_rendered_at_start(services: dict[str, dict[str, Any]]) -> None:
+    """Users from deploy/redis/users.acl, rendered with hashed passwords by its entrypoint;
+    no `requirepass` (that is the `default` user's password, and `default` is off)."""
+    redis = services["redis"]
+    argv = _argv(redis["command"])
+    # The image's own entrypoint runs last: it starts redis-server as the redis user.
+    assert argv[:2] == ["docker-entrypoint.sh", "redis-server"]
+    pairs = dict(zip(argv, [*argv[1:], ""], strict=True))
+    assert pairs["--aclfile"].startswith("/run/"), "rendered at every start, never persisted"
+    assert "--requirepass" not in argv
+    assert _argv(redis["entrypoint"]) == ["/bin/sh", "/etc/redis-acl/entrypoint.sh"]
+    assert "./deploy/redis:/etc/redis-acl:ro" in redis["volumes"]
+    assert (ROOT / "deploy" / "redis" / "entrypoint.sh").is_file()
+    assert ACL_TEMPLATE.is_file()
+    env = _env(redis)
+    assert re.fullmatch(r"\$\{REDIS_PASSWORD:\?[^}]*\}", str(env["REDIS_PASSWORD"]))
+    assert re.fullmatch(r"\$\{REDIS_FLOWER_PASSWORD:\?[^}]*\}", str(env["REDIS_FLOWER_PASSWORD"]))
+    # Optional: without it the exporter user stays off.
+    assert env["REDIS_EXPORTER_PASSWORD"] == "${REDIS_EXPORTER_PASSWORD:-}"
+    # The healthcheck logs in as `rotator`, the password from REDISCLI_AUTH, not its argv.
+    assert env["REDISCLI_AUTH"] == env["REDIS_PASSWORD"]
     probe = " ".join(_argv(redis["healthcheck"]["test"]))
-    assert "REDIS_PASSWORD" not in probe
+    assert "--user rotator" in probe
+    assert "PASSWORD" not in probe
     assert " -a " not in f" {probe} "
+
+
+def _redis_url_user(url: str) -> tuple[str, str]:
+    """(user, password reference) of a ``redis://user:${VAR...}@host`` URL."""
+    found = re.fullmatch(r"redis://([^:@/]*):(\$\{[^}]+\})@redis:6379/[^/]+", url)
+    assert found, f"not a redis://user:${{VAR}}@redis:6379/db URL: {url}"
+    return found.group(1), found.group(2)
+
+
+def _acl_users() -> set[str]:
+    return {
+        line.split()[1]
+        for line in ACL_TEMPLATE.read_text(encoding="utf-8").splitlines()
+        if line.startswith("user ")
+    }
+
+
+def test_each_service_logs_in_as_its_own_redis_user(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    users = _acl_users()
+    assert users == {"default", "rotator", "flower", "exporter"}
+    with_redis = {n for n, s in services.items() if "ROTATOR_REDIS_URL" in _env(s)}
+    assert with_redis == set(REDIS_USERS), "every service that uses Redis has a user here"
+    for name, (user, variable) in REDIS_USERS.items():
+        found_user, password = _redis_url_user(str(_env(services[name])["ROTATOR_REDIS_URL"]))
+        assert found_user == user, name
+        assert found_user in users and found_user != "default", name
+        reference = REF.fullmatch(password)
+        assert reference is not None and reference["name"] == variable, name
+
+
+def test_beat_gets_neither_the_redox_key_nor_redox_settings(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Beat only touches Redis and the registry; `rotator beat` needs no Redox setting."""
+    for name in ("beat", "beat-sandbox"):
+        beat = services[name]
+        assert "secrets" not in beat, name
+        assert not [k for k in _env(beat) if k.startswith("ROTATOR_REDOX__")], name
+        assert not [v for v in beat["volumes"] if "/keys" in str(v)], name
+        assert "sandbox" not in beat.get("depends_on", {}), name
+
+
+def test_core_dumps_are_off_in_every_service(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        assert _core_limit(service) == (0, 0), f"{name}: ulimits core must be 0 (soft and hard)"
+
+
+def test_core_limit_reader() -> None:
+    assert _core_limit({"ulimits": {"core": {"soft": 0, "hard": 0}}}) == (0, 0)
+    assert _core_limit({"ulimits": {"core": 0}}) == (0, 0)
+    assert _core_limit({"ulimits": {"core": {"soft": 0, "hard": -1}}}) == (0, -1)
+    assert _core_limit({"ulimits": {"nofile": 1024}}) is None
+    assert _core_limit({}) is None
 
 
 def test_flower_has_basic_auth_from_env_and_only_a_loopback_port(
@@ -379,28 +519,33 @@ def test_production_never_points_at_the_sandbox(services: dict[str, dict[str, An
         for key in ("BASE_URL", "TOKEN_URL", "ALLOW_INSECURE_HTTP"):
             assert f"ROTATOR_REDOX__{key}" not in env, f"{name} sets ROTATOR_REDOX__{key}"
         assert not any("sandbox" in str(value) for value in env.values()), name
-        assert env["ROTATOR_REDOX__PRIVATE_KEY_PATH"] == "/run/secrets/redox_private_key"
-        assert "redox_private_key" in services[name]["secrets"]
         assert str(env["ROTATOR_REDIS_URL"]).endswith("/0")
+    # Only the worker calls Redox, so only the worker has the key.
+    worker = _env(services["worker"])
+    assert worker["ROTATOR_REDOX__PRIVATE_KEY_PATH"] == "/run/secrets/redox_private_key"
+    assert services["worker"]["secrets"] == ["redox_private_key"]
+    for name, service in services.items():
+        if name != "worker":
+            assert "redox_private_key" not in service.get("secrets", []), name
 
 
 def test_sandbox_services_are_configured_for_the_sandbox(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in ("worker-sandbox", "beat-sandbox"):
-        service = services[name]
-        env = _env(service)
-        assert env["ROTATOR_REDOX__BASE_URL"] == "http://sandbox:8085/platform"
-        assert str(env["ROTATOR_REDOX__TOKEN_URL"]).startswith("http://sandbox:8085/")
-        assert env["ROTATOR_REDOX__ALLOW_INSECURE_HTTP"] == "true"
-        assert env["ROTATOR_REDOX__CLIENT_ID"] == "sandbox-client"
-        assert env["ROTATOR_REDOX__KEY_ID"] == "sandbox-kid"
-        assert env["ROTATOR_REDOX__PRIVATE_KEY_PATH"] == "/keys/private_key.pem"
-        # A separate Redis database: enabling both profiles cannot mix the queues or records.
-        assert str(env["ROTATOR_REDIS_URL"]).endswith("/1")
-        assert "sandbox-keys:/keys:ro" in service["volumes"]
-        assert service["depends_on"]["sandbox"]["condition"] == "service_healthy"
-        assert "secrets" not in service
+    worker = services["worker-sandbox"]
+    env = _env(worker)
+    assert env["ROTATOR_REDOX__BASE_URL"] == "http://sandbox:8085/platform"
+    assert str(env["ROTATOR_REDOX__TOKEN_URL"]).startswith("http://sandbox:8085/")
+    assert env["ROTATOR_REDOX__ALLOW_INSECURE_HTTP"] == "true"
+    assert env["ROTATOR_REDOX__CLIENT_ID"] == "sandbox-client"
+    assert env["ROTATOR_REDOX__KEY_ID"] == "sandbox-kid"
+    assert env["ROTATOR_REDOX__PRIVATE_KEY_PATH"] == "/keys/private_key.pem"
+    assert "sandbox-keys:/keys:ro" in worker["volumes"]
+    assert worker["depends_on"]["sandbox"]["condition"] == "service_healthy"
+    # A separate Redis database: enabling both profiles cannot mix the queues or records.
+    for name in ("worker-sandbox", "beat-sandbox", "flower-sandbox"):
+        assert str(_env(services[name])["ROTATOR_REDIS_URL"]).endswith("/1"), name
+        assert "secrets" not in services[name], name
     assert "sandbox-keys:/keys" in services["sandbox"]["volumes"]
 
 
@@ -409,7 +554,7 @@ def _refs(document: object) -> list[re.Match[str]]:
     return [m for _, _, value in _walk_strings(document) for m in REF.finditer(value)]
 
 
-def test_only_shared_variables_are_required(compose: dict[str, Any]) -> None:
+def test_only_the_listed_variables_are_required(compose: dict[str, Any]) -> None:
     required = {m["name"] for m in _refs(compose) if m["op"] in (":?", "?")}
     assert required == REQUIRED_VARS
 
@@ -432,6 +577,25 @@ def test_registry_is_mounted_read_only(services: dict[str, dict[str, Any]]) -> N
         mounts = [str(v) for v in services[name]["volumes"]]
         assert any(m.endswith(":/etc/rotator/registry.toml:ro") for m in mounts), name
         assert _env(services[name])["ROTATOR_REGISTRY_PATH"] == "/etc/rotator/registry.toml"
+
+
+def _registry_source(service: dict[str, Any]) -> str:
+    (mount,) = [str(v) for v in service["volumes"] if "/etc/rotator/registry.toml" in str(v)]
+    return mount.rsplit(":", 2)[0]
+
+
+def test_production_registry_is_required_and_the_sandbox_keeps_its_default(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("worker", "beat"):
+        source = REF.fullmatch(_registry_source(services[name]))
+        assert source, name
+        assert (source["name"], source["op"]) == ("ROTATOR_REGISTRY_FILE", ":?"), name
+    for name in ("worker-sandbox", "beat-sandbox"):
+        source = REF.fullmatch(_registry_source(services[name]))
+        assert source, name
+        assert source["name"] == "ROTATOR_SANDBOX_REGISTRY_FILE", name
+        assert (source["op"], source["arg"]) == (":-", "./examples/registry.toml"), name
 
 
 def test_private_key_secret_comes_from_a_file_named_by_env(compose: dict[str, Any]) -> None:
