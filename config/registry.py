@@ -11,7 +11,6 @@ See ``examples/registry.toml`` for a commented example.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 import tomllib
@@ -19,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from croniter import croniter
 from pydantic import (
@@ -34,23 +32,21 @@ from pydantic import (
 )
 
 from config.durations import parse_duration, parse_window
-from worker.errors import ConfigError
+from config.errors import ConfigError
+from config.secret_sources import KINDS, REGISTRY_CONTEXT, SecretSourceSpec
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
     "DEFAULT_RETIRE",
     "MIN_INTERVAL_SECONDS",
     "RETIRE_POLICIES",
-    "CommandSource",
     "DestinationEntry",
     "DestinationPolicy",
-    "GenerateSource",
-    "HttpSource",
     "PolicyFields",
     "Registry",
     "RegistryFile",
     "RetirePolicy",
-    "SecretSourceSpec",
+    "is_redox_id",
     "load_registry",
     "parse_registry",
 ]
@@ -65,14 +61,21 @@ DEFAULT_GRACE_SECONDS = 24 * 3600.0
 RetirePolicy = Literal["rotated-away", "created-only", "never"]
 RETIRE_POLICIES: tuple[str, ...] = ("rotated-away", "created-only", "never")
 DEFAULT_RETIRE: RetirePolicy = "rotated-away"
-_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+#: A Redox id (a UUID, or the like): letters and digits, then also ``-`` and ``_``; at most
+#: 64. Always matched whole (``fullmatch``): an id is pasted into URL paths and lock keys.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
+def is_redox_id(value: object) -> bool:
+    """True when ``value`` is a whole Redox id (see ``_ID``); nothing before or after it."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
 def _check_id(value: str) -> str:
-    if not _ID.fullmatch(value):
-        raise ValueError(f"bad id {value!r} (use 1-64 letters, digits or '-')")
+    if not is_redox_id(value):
+        raise ValueError(f"bad id {value!r} (use 1-64 letters, digits, '-' or '_')")
     return value
 
 
@@ -99,61 +102,6 @@ Duration = Annotated[float, BeforeValidator(_duration)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
-
-
-class GenerateSource(_Strict):
-    """Generate a random secret inside the worker."""
-
-    kind: Literal["generate"] = "generate"
-    length: int = Field(48, ge=16, le=512, strict=True)
-
-
-class CommandSource(_Strict):
-    """Run a command; its stdout (stripped) is the new secret."""
-
-    kind: Literal["command"]
-    command: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
-    timeout: Duration = 20.0
-
-
-class HttpSource(_Strict):
-    """POST to a URL with a bearer token read from the env var ``token_env``."""
-
-    kind: Literal["http"]
-    url: str
-    token_env: str
-    timeout: Duration = 10.0
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an absolute https URL, got {value!r}")
-        if parts.scheme == "http" and not _is_local(parts.hostname):
-            raise ValueError(f"must use https (http only for 127.0.0.1/localhost), got {value!r}")
-        return value
-
-    @field_validator("token_env")
-    @classmethod
-    def _token_env(cls, value: str) -> str:
-        if not _ENV_NAME.fullmatch(value):
-            raise ValueError(f"must be the name of an environment variable, got {value!r}")
-        return value
-
-
-def _is_local(host: str) -> bool:
-    if host in _LOCAL_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-SecretSourceSpec = Annotated[
-    GenerateSource | CommandSource | HttpSource, Field(discriminator="kind")
-]
 
 
 class PolicyFields(_Strict):
@@ -240,7 +188,6 @@ class DestinationPolicy(BaseModel):
     window: tuple[int, int] | None = None
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     retire: RetirePolicy = DEFAULT_RETIRE
-    secret_source: SecretSourceSpec = GenerateSource()
     paused: bool = False
     enabled: bool = True
 
@@ -274,10 +221,17 @@ class Registry:
     source: str
     file: RegistryFile
     _policies: tuple[DestinationPolicy, ...]
+    _sources: Mapping[str, SecretSourceSpec | None]
 
     def policies(self) -> list[DestinationPolicy]:
         """Every destination's resolved policy, in file order."""
         return list(self._policies)
+
+    def secret_source(self, destination_id: str) -> SecretSourceSpec | None:
+        """The secret source the file names for a destination (entry, environment or
+        defaults), or None: then the Settings' default applies, if there is one. Kept out of
+        :class:`DestinationPolicy`, which is stored in Redis: specs never come from Redis."""
+        return self._sources.get(destination_id)
 
 
 def load_registry(path: Path) -> Registry:
@@ -304,27 +258,39 @@ def parse_registry(text: str, source: str = "registry.toml") -> Registry:
         raise ConfigError(f"{source}: TOML syntax error: {exc}") from None
     problems = [f"{source}: {line}" for line in _duplicate_ids(data)]
     try:
-        parsed = RegistryFile.model_validate(data)
+        parsed = RegistryFile.model_validate(data, context={REGISTRY_CONTEXT: True})
     except ValidationError as exc:
         lines = [f"{source}: {_describe(err, data)}" for err in exc.errors()]
         raise ConfigError([_one_line(p) for p in lines + problems]) from None
     policies: list[DestinationPolicy] = []
+    sources: dict[str, SecretSourceSpec | None] = {}
     for index, entry in enumerate(parsed.destinations):
         try:
             policies.append(_resolve(entry, parsed))
         except ValueError as exc:
             problems.append(f"{source}: destinations[{index}] (id={entry.id}): {exc}")
+        sources[entry.id] = _layers_pick(entry, parsed, "secret_source")
     if problems:
         raise ConfigError([_one_line(p) for p in problems])
-    return Registry(source, parsed, tuple(policies))
+    return Registry(source, parsed, tuple(policies), sources)
+
+
+def _layers(entry: DestinationEntry, file: RegistryFile) -> tuple[PolicyFields, ...]:
+    """The entry's policy layers, most specific first."""
+    return (entry, file.environments.get(entry.environment, PolicyFields()), file.defaults)
+
+
+def _layers_pick(entry: DestinationEntry, file: RegistryFile, name: str) -> Any:
+    """The most specific layer's value of ``name`` (None when no layer sets it)."""
+    layers = _layers(entry, file)
+    return next((v for v in (getattr(x, name) for x in layers) if v is not None), None)
 
 
 def _resolve(entry: DestinationEntry, file: RegistryFile) -> DestinationPolicy:
-    env = file.environments.get(entry.environment, PolicyFields())
-    layers = (entry, env, file.defaults)  # most specific first
+    layers = _layers(entry, file)
 
     def pick(name: str) -> Any:
-        return next((v for v in (getattr(x, name) for x in layers) if v is not None), None)
+        return _layers_pick(entry, file, name)
 
     schedule = next((x for x in layers if x.interval is not None or x.cron is not None), None)
     if schedule is None:
@@ -333,7 +299,6 @@ def _resolve(entry: DestinationEntry, file: RegistryFile) -> DestinationPolicy:
         )
     grace = pick("grace")
     retire = pick("retire")
-    source = pick("secret_source")
     return DestinationPolicy(
         destination_id=entry.id,
         environment_id=entry.environment,
@@ -343,7 +308,6 @@ def _resolve(entry: DestinationEntry, file: RegistryFile) -> DestinationPolicy:
         window=pick("window"),
         grace_seconds=DEFAULT_GRACE_SECONDS if grace is None else grace,
         retire=DEFAULT_RETIRE if retire is None else retire,
-        secret_source=source if source is not None else GenerateSource(),
         paused=entry.paused,
         enabled=entry.enabled,
     )
@@ -368,7 +332,7 @@ def _duplicate_ids(data: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-_KINDS = {"generate", "command", "http"}
+_KINDS = set(KINDS)
 _EXPECTED = {
     "string_type": "a string",
     "bool_type": "true or false",
@@ -393,10 +357,10 @@ def _describe(err: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     if kind == "missing":
         message = "required key is missing"
     elif kind == "union_tag_not_found":
-        message = "missing 'kind' (one of generate, command, http)"
+        message = f"missing 'kind' (one of {', '.join(KINDS)})"
     elif kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag", "?")
-        message = f"unknown kind {tag!r} (one of generate, command, http)"
+        message = f"unknown kind {tag!r} (one of {', '.join(KINDS)})"
     elif kind == "literal_error":
         expected = str(err.get("ctx", {}).get("expected", "")).replace("'", "")
         message = f"must be one of {expected.replace(' or ', ', ')}, got {err.get('input')!r}"

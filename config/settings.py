@@ -9,32 +9,54 @@ from __future__ import annotations
 import os
 import re
 import stat
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal
+from urllib.parse import SplitResult, unquote, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from worker.errors import ConfigError
+from config.errors import ConfigError
+from config.secret_sources import SecretSourceSettings
 
 __all__ = [
     "CelerySettings",
     "EventSettings",
     "LockSettings",
     "RateLimitSettings",
+    "RedisSentinelSettings",
     "RedoxSettings",
     "RetrySettings",
     "SchedulerSettings",
     "SecretSourceSettings",
+    "SentinelTarget",
     "Settings",
+    "VerifySettings",
     "load_settings",
     "mask_url",
+    "parse_sentinel_url",
 ]
 
 #: Redox allows about 7,500 requests per rolling five minutes per IP; we default to 80 %.
 REDOX_WINDOW_LIMIT = 7_500
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|token|secret)=)[^&#]*")
+#: Where a ``;``-separated list of URLs (``sentinel://a;sentinel://b``) splits: before the
+#: next ``scheme://``, so a raw ``;`` inside a password is never taken for a separator.
+_URL_LIST_SPLIT = re.compile(r";(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+SENTINEL_SCHEME = "sentinel"
+#: The port sentinels usually listen on (for messages only: the URL must say it).
+SENTINEL_PORT = 26379
+#: (host, port) of each sentinel.
+Endpoints = tuple[tuple[str, int], ...]
 
 
 class _Group(BaseModel):
@@ -74,7 +96,7 @@ class RedoxSettings(_Group):
                 if urlsplit(getattr(self, name)).scheme != "https":
                     raise ValueError(
                         f"ROTATOR_REDOX__{name.upper()}: must use https (set "
-                        "ROTATOR_REDOX__ALLOW_INSECURE_HTTP=true only for the local sandbox)"
+                        "ROTATOR_ALLOW_INSECURE_HTTP=true only for a local sandbox)"
                     )
         return self
 
@@ -92,13 +114,36 @@ class RetrySettings(_Group):
 
 
 class RateLimitSettings(_Group):
-    """The shared Redox request budget (one Redis limiter for every worker)."""
+    """The shared Redox request budget (one Redis limiter for every worker), and how a 429
+    lowers it for every worker at once (see :mod:`worker.store.limiter`)."""
 
     requests: int = Field(int(REDOX_WINDOW_LIMIT * 0.8), ge=1)
     window_seconds: float = Field(300.0, gt=0)
     #: Longest a single call waits for a slot before giving up as transient.
     max_wait_seconds: float = Field(60.0, gt=0)
     enabled: bool = True
+    #: After a 429 carrying ``X-RateLimit-Limit`` (Redox's real limit), aim at this share
+    #: of it; the default keeps the same 20 % margin as ``requests`` does.
+    limit_share: float = Field(0.8, gt=0, le=1)
+    #: The window ``X-RateLimit-Limit`` counts over (Redox: rolling five minutes); unset,
+    #: ``window_seconds``.
+    redox_window_seconds: float | None = Field(None, gt=0)
+    #: How many windows a limit learnt from ``X-RateLimit-Limit`` holds before the rate
+    #: grows back (probing above a limit Redox stated only earns 429s).
+    learned_limit_windows: float = Field(12.0, ge=0)
+    #: A 429 the header does not explain multiplies the allowed rate by this.
+    backoff_factor: float = Field(0.5, gt=0, lt=1)
+    #: Without 429s the allowed rate grows back by this share of ``requests`` per window,
+    #: every window, up to ``requests``.
+    recovery_share: float = Field(0.1, gt=0, le=1)
+    #: At most this share of the allowed requests in any such share of the window: the
+    #: budget goes out at a steady pace, not in one burst, so a limit below the budget
+    #: costs one or two 429s, not one per worker slot (1: no cap).
+    burst_share: float = Field(0.05, gt=0, le=1)
+    #: However many 429s arrive, the allowed rate stays at least this share of
+    #: ``requests``: 429s that are not about our rate (a proxy's, or another tool's bursts)
+    #: slow a fleet down but never stall it; each 429's pause still applies.
+    min_share: float = Field(0.05, gt=0, le=1)
 
 
 class LockSettings(_Group):
@@ -152,15 +197,98 @@ class SchedulerSettings(_Group):
     default_grace_seconds: float = Field(24 * 3600.0, ge=0)
 
 
-class SecretSourceSettings(_Group):
-    """Default secret source when the registry does not name one."""
+class VerifySettings(_Group):
+    """The rehearsal before a switch and the watch after it."""
 
-    kind: Literal["generate", "command", "http"] = "generate"
-    length: int = Field(48, ge=16, le=512)
-    command: list[str] = Field(default_factory=list)
-    url: str = ""
-    token: SecretStr = SecretStr("")
-    timeout_seconds: float = Field(20.0, gt=0)
+    #: How long a rejected rehearsal is retried while a new IdP secret propagates.
+    rehearsal_seconds: float = Field(120.0, ge=0)
+    #: How long deliveries are watched after a switch (0: no watch).
+    watch_seconds: float = Field(900.0, ge=0)
+    #: How often the watched destinations' failed deliveries are searched.
+    poll_seconds: float = Field(60.0, gt=0)
+
+
+class RedisSentinelSettings(_Group):
+    """Redis Sentinel, used when ``ROTATOR_REDIS_URL`` is a ``sentinel://`` URL list.
+
+    The URL names the sentinels (and carries the primary's password, as the other forms
+    do); these say which primary they watch and how to log in to the sentinels themselves.
+    """
+
+    #: The name the sentinels monitor the primary under (``sentinel monitor <name> ...``).
+    master_name: str = Field("", pattern=r"^[^\s;]*$")
+    #: The sentinels' own password (``requirepass`` in sentinel.conf); empty: none.
+    password: SecretStr = SecretStr("")
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    """Everything needed to reach the current primary through Sentinel."""
+
+    #: (host, port) of every sentinel, in the order given.
+    sentinels: Endpoints
+    master_name: str
+    db: int
+    #: Login for the primary and its replicas (from the URL's userinfo).
+    username: str | None
+    password: str | None
+    #: Password of the sentinels themselves (``ROTATOR_REDIS_SENTINEL__PASSWORD``).
+    sentinel_password: str | None
+
+
+def split_url_list(value: str) -> list[str]:
+    """``a;b`` -> ``[a, b]`` where each part starts with ``scheme://``."""
+    return _URL_LIST_SPLIT.split(value)
+
+
+def parse_sentinel_url(value: str) -> tuple[Endpoints, int, str | None, str | None]:
+    """``sentinel://[user:password@]host:port[/db][;sentinel://...]`` -> (sentinels, db,
+    username, password). ValueError (never quoting the value) if it is not that."""
+    parts = split_url_list(value)
+    sentinels: list[tuple[str, int]] = []
+    logins: set[tuple[str | None, str | None, int]] = set()
+    for part in parts:
+        split = urlsplit(part)
+        if split.scheme != SENTINEL_SCHEME:
+            raise ValueError("every ;-separated part must be a sentinel:// URL")
+        if ";" in part:
+            raise ValueError("a ';' inside a sentinel:// URL must be written %3B")
+        if split.query or split.fragment:
+            raise ValueError(
+                "a sentinel:// URL takes no ?options (use ROTATOR_REDIS_SENTINEL__* settings)"
+            )
+        host, port = _host_port(split)
+        sentinels.append((host, port))
+        logins.add((_unquoted(split.username), _unquoted(split.password), _db(split.path)))
+    if len(logins) > 1:
+        # kombu connects through whichever part it is at, with that part's login and db.
+        raise ValueError("every sentinel:// part must carry the same user:password and /db")
+    username, password, db = logins.pop()
+    return tuple(sentinels), db, username, password
+
+
+def _host_port(split: SplitResult) -> tuple[str, int]:
+    try:
+        port = split.port
+    except ValueError:
+        raise ValueError("a sentinel:// URL has a port that is not a number") from None
+    if not split.hostname:
+        raise ValueError("a sentinel:// URL has no host (sentinel://host:26379)")
+    if port is None:
+        # kombu would take 26379 and Celery's result backend 6379: say it once, here.
+        raise ValueError(f"a sentinel:// URL needs its port (sentinel://host:{SENTINEL_PORT})")
+    return split.hostname, port
+
+
+def _db(path: str) -> int:
+    number = path.strip("/") or "0"
+    if not number.isdigit():
+        raise ValueError("the /db of a sentinel:// URL must be a number")
+    return int(number)
+
+
+def _unquoted(text: str | None) -> str | None:
+    return unquote(text) if text else None
 
 
 class Settings(BaseSettings):
@@ -176,6 +304,7 @@ class Settings(BaseSettings):
     )
 
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    redis_sentinel: RedisSentinelSettings = RedisSentinelSettings()
     registry_path: Path | None = None
     redox: RedoxSettings = RedoxSettings()
     retry: RetrySettings = RetrySettings()
@@ -185,6 +314,10 @@ class Settings(BaseSettings):
     events: EventSettings = EventSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     secret_source: SecretSourceSettings = SecretSourceSettings()
+    verify: VerifySettings = VerifySettings()
+    #: Permit plain http for every outbound URL (Redox, the IdP, the rehearsal's token URL):
+    #: local sandboxes only. ``ROTATOR_REDOX__ALLOW_INSECURE_HTTP`` is the older name.
+    allow_insecure_http: bool = False
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Prefix of every Redis key this service writes (the event stream is ``<prefix>:events``).
@@ -193,15 +326,74 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: SecretStr) -> SecretStr:
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        url = value.get_secret_value()
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError:
+            scheme = ""
+        if scheme == SENTINEL_SCHEME:
+            parse_sentinel_url(url)
+        elif scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss://, unix:// or sentinel://")
         return value
+
+    @model_validator(mode="after")
+    def _sentinel_needs_master_name(self) -> Settings:
+        if self.sentinel_target is not None and not self.redis_sentinel.master_name:
+            raise ValueError(
+                "ROTATOR_REDIS_SENTINEL__MASTER_NAME: must be set when ROTATOR_REDIS_URL is a "
+                "sentinel:// URL (the name in the sentinels' `sentinel monitor <name> ...`)"
+            )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _insecure_flag_reaches_redox(cls, data: Any) -> Any:
+        """``ROTATOR_ALLOW_INSECURE_HTTP`` also permits http for the Redox URLs (checked by
+        :class:`RedoxSettings` itself, so its problems are listed with every other one)."""
+        if not isinstance(data, dict):
+            return data
+        try:
+            allowed = TypeAdapter(bool).validate_python(data.get("allow_insecure_http", False))
+        except ValidationError:
+            return data  # reported by the field itself
+        redox = data.get("redox")
+        if allowed and (redox is None or isinstance(redox, dict)):
+            data = {**data, "redox": {**(redox or {}), "allow_insecure_http": True}}
+        return data
+
+    @property
+    def insecure_http_allowed(self) -> bool:
+        """Whether plain http may be used for outbound URLs (sandboxes only): either name."""
+        return self.allow_insecure_http or self.redox.allow_insecure_http
+
+    def env_secret(self, name: str) -> SecretStr:
+        """The value of environment variable ``name``, which the registry file names for a
+        secret (``api_token_env`` and the like): the one read of the environment outside
+        the Settings fields themselves. Empty when unset."""
+        return SecretStr(os.environ.get(name, ""))
 
     @property
     def redis_dsn(self) -> str:
-        """The Redis URL, with its password: only for opening connections."""
+        """The Redis URL, with its password: only for opening connections (for Sentinel the
+        ``;``-separated ``sentinel://`` list, as kombu and Celery take it)."""
         return self.redis_url.get_secret_value()
+
+    @property
+    def sentinel_target(self) -> SentinelTarget | None:
+        """The Sentinel setup when ``ROTATOR_REDIS_URL`` is ``sentinel://``; else None."""
+        url = self.redis_dsn
+        if urlsplit(url).scheme != SENTINEL_SCHEME:
+            return None
+        sentinels, db, username, password = parse_sentinel_url(url)
+        return SentinelTarget(
+            sentinels=sentinels,
+            master_name=self.redis_sentinel.master_name,
+            db=db,
+            username=username,
+            password=password,
+            sentinel_password=self.redis_sentinel.password.get_secret_value() or None,
+        )
 
     def require_redox(self) -> None:
         """Check what a command that talks to Redox needs; raise ConfigError listing each gap."""
@@ -255,7 +447,15 @@ def private_key_problems(path: Path | None) -> list[str]:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password (userinfo or ``password=`` query) replaced by ``***``."""
+    """The URL with any password (userinfo or ``password=`` query) replaced by ``***``; for
+    a ``;``-separated list (``sentinel://a;sentinel://b``), in every part."""
+    parts = split_url_list(url)
+    if len(parts) > 1:
+        return ";".join(_mask_one(part) for part in parts)
+    return _mask_one(url)
+
+
+def _mask_one(url: str) -> str:
     try:
         parts = urlsplit(url)
         password = parts.password

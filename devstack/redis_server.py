@@ -18,6 +18,7 @@ from types import TracebackType
 
 import redis
 
+from devstack.lifeline import die_with_parent
 from worker.errors import UsageError
 
 __all__ = ["RedisServer", "find_redis_server", "free_port"]
@@ -51,8 +52,7 @@ def free_port() -> int:
 class RedisServer:
     """A ``redis-server`` child process on 127.0.0.1, in its own directory.
 
-    Use as a context manager; ``url`` is ready when ``__enter__`` returns. ``restart()``
-    stops and starts it on the same port and directory (AOF keeps the data).
+    Use as a context manager; ``url`` is ready when ``__enter__`` returns.
     """
 
     def __init__(
@@ -97,7 +97,11 @@ class RedisServer:
             args += ["--requirepass", self.password]
         # Own session: a Ctrl-C in the terminal must not stop Redis before its clients.
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - prctl only, no locks taken
         )
         self._wait_ready()
         return self
@@ -136,11 +140,6 @@ class RedisServer:
         if self.process.stderr:
             self.process.stderr.close()
         self.process = None
-
-    def restart(self, *, kill: bool = False) -> None:
-        """Stop and start again on the same port and directory."""
-        self.stop(kill=kill)
-        self.start()
 
     def cleanup(self) -> None:
         """Stop the server and remove its directory if we created it."""

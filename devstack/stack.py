@@ -23,11 +23,25 @@ from typing import IO
 import httpx
 
 from config.settings import Settings, load_settings
+from devstack.lifeline import die_with_parent
 from devstack.redis_server import RedisServer, free_port
 from sandbox.client import SandboxControl
 from worker.errors import UsageError
 
-__all__ = ["Child", "LocalStack"]
+__all__ = ["Child", "LocalStack", "idp_settings"]
+
+
+def idp_settings(control: SandboxControl, kind: str) -> dict[str, str]:
+    """The service's settings for the sandbox's ``okta`` or ``entra`` IdP."""
+    found = control.idp_credentials()[kind]
+    env = {"ROTATOR_SECRET_SOURCE__KIND": kind, "ROTATOR_ALLOW_INSECURE_HTTP": "true"}
+    if kind == "okta":
+        env["ROTATOR_SECRET_SOURCE__OKTA__ORG_URL"] = found["org_url"]
+        env["ROTATOR_SECRET_SOURCE__OKTA__API_TOKEN"] = found["api_token"]
+    else:
+        for name in ("tenant_id", "client_id", "client_secret", "graph_url", "login_url"):
+            env[f"ROTATOR_SECRET_SOURCE__ENTRA__{name.upper()}"] = found[name]
+    return env
 
 
 @dataclass
@@ -45,8 +59,9 @@ class Child:
         return self.process.poll() is None
 
     def log_text(self) -> str:
-        """Everything the child wrote so far."""
-        self.log_file.flush()
+        """Everything the child wrote so far (also after it stopped)."""
+        if not self.log_file.closed:
+            self.log_file.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, *, kill: bool = False, timeout: float = 20.0) -> None:
@@ -212,6 +227,10 @@ class LocalStack:
         executable: str | None = None, module: str = "worker.cli",
     ) -> Child:  # fmt: skip
         log_path = self.dir / f"{name}.log"
+        restarts = 1
+        while log_path.exists():  # a child started again under the same name: its own log
+            restarts += 1
+            log_path = self.dir / f"{name}-{restarts}.log"
         log_file = log_path.open("ab")
         command = [executable, *args] if executable else [sys.executable, "-m", module, *args]
         process = subprocess.Popen(
@@ -221,6 +240,7 @@ class LocalStack:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - prctl only, no locks taken
             cwd=self.dir,
         )
         child = Child(name, process, log_path, log_file)

@@ -21,7 +21,8 @@ def retire_due(self: Task) -> dict[str, Any]:
         runtime.retirement,
         runtime.redox,
         runtime.events,
-        runtime.secret_source_for,
+        runtime.sources.source_for,
+        runtime.ledger,
         retry_seconds=runtime.settings.scheduler.retire_retry_seconds,
     )
     return asdict(report)

@@ -9,26 +9,34 @@
     │   ├── RedoxUnavailable       timeout, connection error, 408/500/502/503/504
     │   ├── RateLimited            429 (carries Retry-After when Redox sends one)
     │   ├── IdpUnavailable         the IdP's management API: timeout, 408/5xx, 429
-    │   └── StoreUnavailable       Redis connection lost
+    │   ├── StoreUnavailable       Redis connection lost
+    │   └── SinkUnavailable        the secret sink (AWS Secrets Manager): throttled, 5xx, timeout
     ├── PermanentError             never retried; a rotation rolls back
     │   ├── RedoxRejected          400, 403, 404, 409, 422, other 4xx
     │   │   ├── RedoxAuthFailed    401 that survived one token refresh
     │   │   └── RedoxNotFound      404
     │   ├── BadRedoxResponse       non-JSON, missing payload, wrong types
+    │   ├── SourceNotConfigured    no secret source for the destination (exit 2 in the CLI)
     │   ├── SecretSourceError      the secret source failed or returned garbage
     │   │   └── IdpRejected        the IdP refused a management call (401/403/404/400)
     │   │       └── IdpLimitReached   the client already holds as many secrets as allowed
     │   ├── RehearsalFailed        the IdP did not give a token for the new secret
     │   ├── VerificationFailed     Redox does not show the new credential after the switch
     │   ├── DeliveriesFailing      deliveries failed after the switch (reverted)
+    │   ├── SinkRejected           the secret sink refused: access denied, no such secret
     │   └── DriftDetected          someone else changed the destination's credential
     └── LockLost                   this worker lost its lease; stop without writing
+
+``RotatorError``, ``UsageError`` and ``ConfigError`` are defined in :mod:`config.errors` (so
+Settings can raise them without importing the service) and re-exported here.
 
 Messages are safe to log and publish: they never contain a response body, a header or
 a secret value, only status codes, ids and short reasons written by this service.
 """
 
 from __future__ import annotations
+
+from config.errors import ConfigError, RotatorError, UsageError
 
 __all__ = [
     "BadRedoxResponse",
@@ -47,34 +55,17 @@ __all__ = [
     "RedoxUnavailable",
     "RehearsalFailed",
     "RotatorError",
+    "RunTimedOut",
     "SecretSourceError",
+    "SinkRejected",
+    "SinkUnavailable",
+    "SourceNotConfigured",
     "StoreUnavailable",
     "TransientError",
     "UsageError",
     "VerificationFailed",
     "error_class",
 ]
-
-
-class RotatorError(Exception):
-    """Base of every error this service raises on purpose."""
-
-    #: Exit code the CLI uses when this error reaches it.
-    exit_code = 1
-
-
-class UsageError(RotatorError):
-    """Bad input from a person: CLI arguments, settings, registry file."""
-
-    exit_code = 2
-
-
-class ConfigError(UsageError):
-    """Settings or a configuration file are invalid; ``problems`` lists each reason."""
-
-    def __init__(self, problems: list[str] | str) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("; ".join(self.problems))
 
 
 class TransientError(RotatorError):
@@ -117,6 +108,24 @@ class StoreUnavailable(TransientError):
     """Redis could not be reached."""
 
 
+class RunTimedOut(TransientError):
+    """The task run used its time budget (``ROTATOR_CELERY__SOFT_TIME_LIMIT``, enforced by
+    the service on every pool): it stops between calls and the rotation resumes later.
+    Never retried within a call."""
+
+
+class SinkUnavailable(TransientError):
+    """The secret sink (AWS Secrets Manager) was throttled, answered 5xx or did not answer.
+
+    ``code`` is the service's error code (``ThrottlingException``...) when it sent one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
 class RedoxRejected(PermanentError):
     """Redox refused the request (4xx other than 401-once and 429)."""
 
@@ -138,7 +147,23 @@ class BadRedoxResponse(PermanentError):
 
 
 class SecretSourceError(PermanentError):
-    """The secret source failed, timed out, or returned something unusable."""
+    """The secret source failed, timed out, or returned something unusable.
+
+    ``nothing_issued`` is set when the failure proves no secret was made (the command was
+    not found or exited non-zero, the service refused the connection or answered an error,
+    the IdP refused the call): the undo then has nothing to revoke. Otherwise (a timeout,
+    unreadable output) a secret may exist, and the undo asks the source to revoke it.
+    """
+
+    def __init__(self, message: str, *, nothing_issued: bool = False) -> None:
+        self.nothing_issued = nothing_issued
+        super().__init__(message)
+
+
+class SourceNotConfigured(PermanentError):
+    """No secret source is configured for the destination: refused before any Redox call."""
+
+    exit_code = 2
 
 
 class IdpRejected(SecretSourceError):
@@ -151,7 +176,7 @@ class IdpRejected(SecretSourceError):
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
         self.status = status
         self.code = code
-        super().__init__(message)
+        super().__init__(message, nothing_issued=True)
 
 
 class IdpLimitReached(IdpRejected):
@@ -183,12 +208,31 @@ class DeliveriesFailing(PermanentError):
     """Deliveries to the destination failed after the switch (more than before it)."""
 
 
+class SinkRejected(PermanentError):
+    """The secret sink refused the call: access denied, no such secret or version, a
+    request it will never accept, or no AWS credentials at all. A person must act.
+
+    ``code`` is the service's error code (``AccessDeniedException``,
+    ``ResourceNotFoundException``...) when it sent one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
 class VerificationFailed(PermanentError):
     """After the switch Redox does not show the new credential on the destination."""
 
 
 class DriftDetected(PermanentError):
-    """The destination's credential is neither the one we recorded nor the one we made."""
+    """The destination's credential is neither the one we recorded nor the one we made;
+    ``found`` is the credential it uses now (None when it has none)."""
+
+    def __init__(self, message: str, *, found: str | None = None) -> None:
+        self.found = found
+        super().__init__(message)
 
 
 class LockLost(RotatorError):

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import redis
@@ -31,6 +32,7 @@ __all__ = [
     "SOURCE",
     "TERMINAL_OUTCOMES",
     "EventStream",
+    "Outcome",
     "StreamEntry",
     "cloud_event",
     "error_data",
@@ -40,8 +42,19 @@ __all__ = [
 #: Name of the single field of each stream entry.
 EVENT_FIELD = "event"
 SOURCE = "redox-rotator"
-#: The four outcomes that end a rotation; exactly one is published per rotation.
-TERMINAL_OUTCOMES = ("succeeded", "failed", "rolled_back", "needs_attention")
+
+
+class Outcome(StrEnum):
+    """The four outcomes that end a rotation; exactly one is published per rotation."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    NEEDS_ATTENTION = "needs_attention"
+
+
+#: The terminal outcomes as strings (event types are ``rotator.rotation.<outcome>``).
+TERMINAL_OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
 
 
 def cloud_event(event_type: str, subject: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ the schedule and its synced policy, read in pipelined batches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
@@ -45,6 +45,8 @@ class DestinationView:
     active: str | None
     due: float | None
     in_registry: bool
+    #: When the active rotation's watch ends (None when it is not watching).
+    watching_until: float | None = None
 
     @property
     def environment_id(self) -> str | None:
@@ -101,6 +103,7 @@ class DestinationView:
             },
             "lastSuccessAt": iso(s.last_success_at),
             "activeRotationId": self.active,
+            "watchingUntil": iso(self.watching_until),
             "nextDue": iso(self.due),
             "paused": self.paused,
             "needsAttention": s.needs_attention,
@@ -150,7 +153,23 @@ class Inventory:
                         None if due is None else float(due), in_registry,
                     )
                 )  # fmt: skip
-        return out
+        return self._with_watches(out)
+
+    def _with_watches(self, views: list[DestinationView]) -> list[DestinationView]:
+        """Fill ``watching_until`` from the active rotations' records (one round trip)."""
+        active = [v for v in views if v.active]
+        if not active:
+            return views
+        with self._redis.pipeline(transaction=False) as pipe:
+            for view in active:
+                pipe.hmget(self._keys.rotation(str(view.active)), ["status", "watch_until"])
+            rows = pipe.execute()
+        until = {
+            v.destination_id: float(w)
+            for v, (status, w) in zip(active, rows, strict=True)
+            if status == "watching" and w
+        }
+        return [replace(v, watching_until=until.get(v.destination_id)) for v in views]
 
 
 def _policy(raw: str | None) -> DestinationPolicy | None:

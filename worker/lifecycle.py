@@ -8,6 +8,7 @@ is not paused or in ``needs_attention``, and this rotation is still its latest o
 Which old credential is queued for retirement follows the policy's ``retire`` setting
 (:data:`config.registry.RetirePolicy`); without a registry policy the default
 (``rotated-away``) applies. No credential other than the one a rotation replaced is queued.
+A rotation triggered with ``--retire-now`` retires at once, in the follow-up itself.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import random
 import time
 
 from config.registry import DEFAULT_RETIRE, DestinationPolicy
+from worker.events import Outcome
 from worker.logging import get_logger
+from worker.retirement import retire_due
 from worker.runtime import Runtime
 from worker.scheduling.due import next_due
 from worker.store.records import RotationRecord, RotationStore
@@ -39,16 +42,16 @@ def follow_up(runtime: Runtime, record: RotationRecord) -> None:
     policy, state = schedule.policy_and_state(destination_id)
     outcome = record.outcome
     finished = float(record.get("finished_at") or time.time())
-    latest = state.get("last_rotation_id") in (None, "", record.rotation_id)
-    if outcome == "needs_attention" or state.get("needs_attention") or state.get("paused"):
+    latest = state.last_rotation_id in (None, record.rotation_id)
+    if outcome == Outcome.NEEDS_ATTENTION or state.held:
         schedule.unschedule(destination_id)
     elif latest and policy is not None and policy.scheduled:
-        if outcome == "succeeded":
+        if outcome == Outcome.SUCCEEDED:
             schedule.reschedule(destination_id, next_due(policy, finished, _rng))
         else:  # failed / rolled_back: try again after a backoff, not a full interval
             delay = retry_delay(policy) * _rng.uniform(0.5, 1.0)
             schedule.reschedule(destination_id, finished + delay)
-    if outcome != "succeeded":
+    if outcome != Outcome.SUCCEEDED:
         return
     old = record.get("old_credential_id")
     if not old or old == record.get("new_credential_id"):
@@ -57,6 +60,7 @@ def follow_up(runtime: Runtime, record: RotationRecord) -> None:
     if not may_retire(runtime.store, retire, old):
         log.info("old credential kept by the retire policy", credential_id=old, retire=retire)
         return
+    retire_now = bool(record.get("retire_now"))
     grace = (
         policy.grace_seconds
         if policy is not None
@@ -64,12 +68,25 @@ def follow_up(runtime: Runtime, record: RotationRecord) -> None:
     )
     runtime.retirement.schedule(
         old,
-        finished + grace,
+        finished if retire_now else finished + grace,
+        now=retire_now,
         environment_id=record.get("environment_id") or "",
         destination_id=destination_id,
         rotation_id=record.rotation_id,
         retire=retire,
+        auth_strategy=record.get("auth_strategy") or "",
+        client_id=record.get("client_id") or "",
+        source_kind=record.get("secret_kind") or "",
     )
+    if retire_now:  # leak response: the old credential and its secret go now, not later
+        retire_due(
+            runtime.retirement,
+            runtime.redox,
+            runtime.events,
+            runtime.sources.source_for,
+            runtime.ledger,
+            retry_seconds=runtime.settings.scheduler.retire_retry_seconds,
+        )
 
 
 def may_retire(store: RotationStore, retire: str, credential_id: str) -> bool:

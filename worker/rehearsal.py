@@ -241,7 +241,7 @@ def _failed(where: str, attempts: int, elapsed: float, last: _Outcome) -> Rehear
         description=last.description,
     )
     return RehearsalFailed(
-        f"token rehearsal at {where}: no token after {attempts} attempt(s) in "
+        f"the token request rehearsed at {where} got no access token in {attempts} attempt(s), "
         f"{elapsed:.1f}s; the IdP last answered {answer}",
         status=last.status,
         error=last.error,

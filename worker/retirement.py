@@ -17,7 +17,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -26,7 +26,8 @@ from worker.errors import PermanentError, RedoxNotFound, RedoxRejected, Transien
 from worker.events import EventStream, cloud_event, error_data
 from worker.logging import get_logger
 from worker.redox.client import RedoxClient
-from worker.rotation.secrets import SecretRequest, SecretSource
+from worker.secrets.base import RevokeRequest, SecretSource
+from worker.store.credentials import CredentialLedger
 from worker.store.keys import Keys
 
 __all__ = ["RetirementQueue", "RetirementReport", "retire_due"]
@@ -53,10 +54,15 @@ class RetirementQueue:
         self._keys = keys
         self._claim = client.register_script(_CLAIM)
 
-    def schedule(self, credential_id: str, due: float, **job: str) -> bool:
-        """Queue ``credential_id`` for retirement at ``due`` (no-op if already queued)."""
+    def schedule(self, credential_id: str, due: float, *, now: bool = False, **job: str) -> bool:
+        """Queue ``credential_id`` for retirement at ``due``; a job already queued keeps its
+        time, unless ``now`` (a leak response): then it is brought forward to ``due``."""
         with self._r.pipeline() as pipe:
-            pipe.zadd(self._keys.retirement, {credential_id: due}, nx=True)
+            if now:
+                pipe.zadd(self._keys.retirement, {credential_id: due}, lt=True)
+                pipe.zadd(self._keys.retirement, {credential_id: due}, nx=True)
+            else:
+                pipe.zadd(self._keys.retirement, {credential_id: due}, nx=True)
             pipe.hsetnx(self._keys.retirement_job(credential_id), "credential_id", credential_id)
             for name, value in job.items():
                 pipe.hsetnx(self._keys.retirement_job(credential_id), name, value)
@@ -91,6 +97,11 @@ class RetirementQueue:
             pipe.delete(self._keys.retirement_job(credential_id))
             pipe.execute()
 
+    def next_due(self, now: float) -> str | None:
+        """A job due by ``now``, if any (one bounded read; claims nothing)."""
+        rows: Any = self._r.zrangebyscore(self._keys.retirement, "-inf", now, start=0, num=1)
+        return str(rows[0]) if rows else None
+
     def pending(self) -> list[tuple[str, float]]:
         """Every queued job with its due time."""
         rows: Any = self._r.zrange(self._keys.retirement, 0, -1, withscores=True)
@@ -111,14 +122,16 @@ def retire_due(
     redox: RedoxClient,
     events: EventStream,
     source_for: Callable[[str], SecretSource],
+    ledger: CredentialLedger,
     *,
     retry_seconds: float,
     limit: int = 200,
     now: float | None = None,
 ) -> RetirementReport:
-    """Retire every due old credential that no destination uses any more."""
+    """Retire every due old credential that no destination uses any more, then revoke its
+    secret at the IdP."""
     now = time.time() if now is None else now
-    report = RetirementReport()
+    retirer = _Retirer(queue, redox, events, source_for, ledger, retry_seconds, now)
     by_env: dict[str, list[dict[str, str]]] = defaultdict(list)
     for credential_id in queue.claim_due(now, limit, lease_seconds=retry_seconds):
         job = queue.job(credential_id)
@@ -130,95 +143,117 @@ def retire_due(
             log.warning("retirement postponed: cannot list destinations", error=type(exc).__name__)
             for job in jobs:
                 queue.defer(job["credential_id"], now + retry_seconds + random.uniform(0, 30))
-            report.deferred += len(jobs)
+            retirer.report.deferred += len(jobs)
             continue
         for job in jobs:
-            _retire_one(job, in_use, queue, redox, events, source_for, now, retry_seconds, report)
-    return report
+            retirer.retire(job, in_use)
+    return retirer.report
 
 
-def _retire_one(
-    job: dict[str, str],
-    in_use: set[str | None],
-    queue: RetirementQueue,
-    redox: RedoxClient,
-    events: EventStream,
-    source_for: Callable[[str], SecretSource],
-    now: float,
-    retry_seconds: float,
-    report: RetirementReport,
-) -> None:
-    credential_id = job["credential_id"]
-    data: dict[str, Any] = {
-        "credentialId": credential_id,
-        "environmentId": job.get("environment_id"),
-        "destinationId": job.get("destination_id"),
-        "rotationId": job.get("rotation_id"),
-    }
-    subject = job.get("destination_id") or credential_id
-    if credential_id in in_use:
-        _defer(queue, events, subject, data, now + retry_seconds, report,
-               "still referenced by a destination")  # fmt: skip
-        return
-    try:
-        redox.delete_auth_credential(credential_id)
-    except RedoxNotFound:
-        pass  # already gone: retirement's goal is met
-    except RedoxRejected as exc:
-        data["error"] = error_data(exc)
-        _defer(queue, events, subject, data, now + retry_seconds, report,
-               f"delete refused ({exc.status})")  # fmt: skip
-        return
-    except (TransientError, PermanentError) as exc:
-        queue.defer(credential_id, now + retry_seconds)
-        report.failed += 1
+@dataclass
+class _Retirer:
+    """One pass of retirement: delete, then revoke, then forget; defer what must wait."""
+
+    queue: RetirementQueue
+    redox: RedoxClient
+    events: EventStream
+    source_for: Callable[[str], SecretSource]
+    ledger: CredentialLedger
+    retry_seconds: float
+    now: float
+    report: RetirementReport = field(default_factory=RetirementReport)
+
+    def retire(self, job: dict[str, str], in_use: set[str | None]) -> None:
+        """Retire one credential (a deferral when a destination still uses it is normal)."""
+        credential_id = job["credential_id"]
+        data: dict[str, Any] = {
+            "credentialId": credential_id,
+            "environmentId": job.get("environment_id"),
+            "destinationId": job.get("destination_id"),
+            "rotationId": job.get("rotation_id"),
+        }
+        subject = job.get("destination_id") or credential_id
+        if credential_id in in_use:
+            self._defer(subject, data, "still referenced by a destination")
+            return
+        try:
+            self.redox.delete_auth_credential(credential_id)
+        except RedoxNotFound:
+            pass  # already gone (or deleted by an earlier pass whose revoke must finish)
+        except RedoxRejected as exc:
+            data["error"] = error_data(exc)
+            self._defer(subject, data, f"delete refused ({exc.status})")
+            return
+        except (TransientError, PermanentError) as exc:
+            self._retry_later(credential_id, exc)
+            return
+        try:
+            revoked = self._revoke(job)
+        except TransientError as exc:  # the credential is gone; the secret goes next pass
+            self._retry_later(credential_id, exc)
+            return
+        except PermanentError as exc:
+            log.error("old secret NOT revoked at the IdP", credential_id=credential_id,
+                      error=type(exc).__name__)  # fmt: skip
+            data.update(secretRevoked=False, error=error_data(exc))
+        else:
+            data["revokedSecretIds"] = revoked
+        info = self.ledger.get(credential_id)
+        if info is not None:
+            self.ledger.forget(info)
+        self.queue.done(credential_id)
+        self.report.retired += 1
+        self.events.publish(cloud_event("rotator.credential.retired", subject, data))
+        log.info("old credential retired", credential_id=credential_id)
+
+    def _retry_later(self, credential_id: str, exc: BaseException) -> None:
+        self.queue.defer(credential_id, self.now + self.retry_seconds)
+        self.report.failed += 1
         log.warning(
             "retirement failed; will retry", credential_id=credential_id, error=type(exc).__name__
         )
-        return
-    _revoke(job, source_for)
-    queue.done(credential_id)
-    report.retired += 1
-    events.publish(cloud_event("rotator.credential.retired", subject, data))
-    log.info("old credential retired", credential_id=credential_id)
 
-
-def _defer(
-    queue: RetirementQueue,
-    events: EventStream,
-    subject: str,
-    data: dict[str, Any],
-    due: float,
-    report: RetirementReport,
-    reason: str,
-) -> None:
-    """Try again at ``due`` (event ``retirement_deferred``); after :data:`MAX_DEFERRALS`
-    drop the job and say so (event ``retirement_abandoned``: a person decides)."""
-    credential_id = data["credentialId"]
-    deferrals = queue.defer(credential_id, due)
-    data.update(reason=reason, deferrals=deferrals)
-    report.deferred += 1
-    if deferrals >= MAX_DEFERRALS:
-        queue.done(credential_id)
-        events.publish(cloud_event("rotator.credential.retirement_abandoned", subject, data))
-        log.warning("retirement abandoned", credential_id=credential_id, reason=reason)
-        return
-    events.publish(cloud_event("rotator.credential.retirement_deferred", subject, data))
-
-
-def _revoke(job: dict[str, str], source_for: Callable[[str], SecretSource]) -> None:
-    destination_id = job.get("destination_id", "")
-    try:
-        source = source_for(destination_id)
-        if source.supports_revoke:
-            source.revoke(
-                SecretRequest(
-                    destination_id,
-                    job.get("rotation_id", ""),
-                    job.get("environment_id", ""),
-                    job.get("auth_strategy", ""),
-                    credential_id=job["credential_id"],
-                )
+    def _defer(self, subject: str, data: dict[str, Any], reason: str) -> None:
+        """Try again later (event ``retirement_deferred``); after :data:`MAX_DEFERRALS`
+        drop the job and say so (event ``retirement_abandoned``: a person decides)."""
+        credential_id = data["credentialId"]
+        deferrals = self.queue.defer(credential_id, self.now + self.retry_seconds)
+        data.update(reason=reason, deferrals=deferrals)
+        self.report.deferred += 1
+        if deferrals >= MAX_DEFERRALS:
+            self.queue.done(credential_id)
+            self.events.publish(
+                cloud_event("rotator.credential.retirement_abandoned", subject, data)
             )
-    except (PermanentError, TransientError) as exc:
-        log.warning("secret source revoke failed", error=type(exc).__name__)
+            log.warning("retirement abandoned", credential_id=credential_id, reason=reason)
+            return
+        self.events.publish(cloud_event("rotator.credential.retirement_deferred", subject, data))
+
+    def _revoke(self, job: dict[str, str]) -> list[str]:
+        """Revoke the retired credential's secret: by the id recorded when this service
+        issued it, else by the source's documented rule; live credentials' secrets are kept."""
+        destination_id = job.get("destination_id", "")
+        source = self.source_for(destination_id)
+        if not source.manages_secrets:
+            return []
+        info = self.ledger.get(job["credential_id"])
+        client_id = (info.client_id if info else "") or job.get("client_id") or None
+        kind = (info.source_kind if info else "") or job.get("source_kind") or source.kind
+        keep = (
+            self.ledger.keep_secret_ids(kind, client_id, except_credential=job["credential_id"])
+            if client_id
+            else ()
+        )
+        return source.revoke(
+            RevokeRequest(
+                destination_id,
+                job.get("rotation_id", ""),
+                job.get("environment_id", ""),
+                job.get("auth_strategy", ""),
+                credential_id=job["credential_id"],
+                client_id=client_id,
+                secret_id=(info.secret_id if info else "") or None,
+                keep_secret_ids=keep,
+                reason="retired",
+            )
+        )

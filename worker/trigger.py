@@ -8,27 +8,35 @@ is sent. The task itself enforces the same guard, so a task sent some other way 
 
 from __future__ import annotations
 
-import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 
+from config.registry import is_redox_id
 from worker.errors import UsageError
+from worker.events import TERMINAL_OUTCOMES, EventStream
 from worker.store.records import Claim, RotationStore
 
-__all__ = ["ROTATE_TASK", "TRIGGERS", "check_destination_id", "request_rotation", "send_rotation"]
+__all__ = [
+    "ROTATE_TASK",
+    "TRIGGERS",
+    "check_destination_id",
+    "request_rotation",
+    "send_rotation",
+    "wait_for_outcome",
+]
 
 #: The Celery task name users see in Flower and call through its API.
 ROTATE_TASK = "rotate_destination"
 #: Who asked for a rotation (published in every event's ``trigger``).
 TRIGGERS = ("schedule", "operator", "api", "fleet", "retry")
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
 
 def check_destination_id(value: str) -> str:
     """The id if it looks like a Redox id (letters, digits, ``-``/``_``, ≤ 64), else UsageError."""
-    if not _ID.match(value or ""):
+    if not is_redox_id(value):
         raise UsageError(f"invalid destination id {value!r} (expected a Redox id such as a UUID)")
     return value
 
@@ -55,10 +63,12 @@ def request_rotation(
     *,
     trigger: str,
     reason: str = "",
+    retire_now: bool = False,
 ) -> Claim:
-    """Claim a rotation and send its task; return the claim (existing id if one is running)."""
+    """Claim a rotation and send its task; return the claim (existing id if one is running).
+    ``retire_now``: the old credential and its IdP secret go right after the watch."""
     check_destination_id(destination_id)
-    claim = store.claim(destination_id, trigger=trigger, reason=reason)
+    claim = store.claim(destination_id, trigger=trigger, reason=reason, retire_now=retire_now)
     if claim.created:
         try:
             send_rotation(app, destination_id, claim.rotation_id)
@@ -75,3 +85,36 @@ def describe(claim: Claim, destination_id: str) -> dict[str, Any]:
         "destinationId": destination_id,
         "created": claim.created,
     }
+
+
+def wait_for_outcome(
+    events: EventStream,
+    store: RotationStore,
+    rotation_id: str,
+    since: str,
+    timeout: float,
+    *,
+    on_switched: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any] | None:
+    """Follow the stream from ``since`` until the rotation's terminal event (None on timeout);
+    ``on_switched`` sees its ``switched`` event on the way."""
+    deadline = time.monotonic() + timeout
+    for entry in events.follow(since=since, block_ms=500):
+        if entry is not None:
+            event = entry.event
+            data = event.get("data") or {}
+            if data.get("rotationId") == rotation_id:
+                outcome = str(event.get("type", "")).rsplit(".", 1)[-1]
+                if outcome in TERMINAL_OUTCOMES:
+                    return event
+                if outcome == "switched" and on_switched is not None:
+                    on_switched(event)
+        record = store.record(rotation_id)
+        if record is not None and record.outcome and entry is None:
+            return {
+                "type": f"rotator.rotation.{record.outcome}",
+                "data": {"rotationId": rotation_id},
+            }
+        if time.monotonic() > deadline:
+            return None
+    return None

@@ -3,7 +3,9 @@
 No configuration needed: a private redis-server, the Redox sandbox with seeded destinations
 and a generated key pair, a worker, beat on a fast schedule, and Flower when installed, all
 in one temporary directory. Ctrl-C (or SIGTERM, or ``--duration``) stops every process it
-started and removes the directory; the exit code is then 0.
+started and removes the directory; the exit code is then 0. So does SIGHUP (the terminal
+went away), and if the demo itself is killed outright its children get SIGTERM from the
+kernel (:mod:`devstack.lifeline`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,12 @@ def demo(
     plain: bool = typer.Option(
         False, "--plain", help="Print events as lines instead of the live view (default off a TTY)."
     ),
+    idp: str = typer.Option("okta", "--idp", help="The destinations' IdP: okta or entra."),
+    break_things: bool = typer.Option(
+        False,
+        "--break",
+        help="Also show a rehearsal the IdP refuses and a switch the watch reverts.",
+    ),
 ) -> None:
     """Run Redis, the sandbox, a worker, beat and Flower locally; show rotations live."""
     from devstack.demo.runner import Demo, DemoOptions
@@ -66,9 +74,13 @@ def demo(
         sandbox_port=sandbox_port,
         flower_port=flower_port,
         flower=not no_flower,
+        idp=idp,
+        break_things=break_things,
     )
     options.check()
-    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: a closed terminal or dropped SSH session stops every child as Ctrl-C does.
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, _raise_stop) for s in stops}
     runner = Demo(options, say=lambda line: err_console.print(f"[dim]demo:[/dim] {line}"))
     tail: EventTail | None = None
     summary = ""
@@ -77,6 +89,8 @@ def demo(
         header = _header(runner)
         console.print(header)
         tail = EventTail(EventStream(runner.redis, runner.keys))
+        if break_things:
+            runner.break_things()
         runner.first_round()
         deadline = time.monotonic() + duration if duration else None
 

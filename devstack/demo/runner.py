@@ -21,8 +21,10 @@ import redis
 from pydantic import SecretStr
 
 from config.settings import Settings
+from devstack.demo.breaker import Breaker
 from devstack.redis_server import free_port
-from devstack.stack import LocalStack
+from devstack.stack import LocalStack, idp_settings
+from sandbox.client import SandboxControl
 from worker.errors import UsageError
 from worker.store.keys import Keys
 from worker.store.records import RotationStore
@@ -43,9 +45,17 @@ class DemoOptions:
     sandbox_port: int = 0
     flower_port: int = 5555
     flower: bool = True
-    interval_seconds: int = 60
-    grace_seconds: int = 90
-    tick_seconds: float = 2.0
+    #: The IdP the sandbox's destinations use (``okta``, ``entra``).
+    idp: str = "okta"
+    #: Also show a failed rehearsal and an automatic revert (``--break``).
+    break_things: bool = False
+    interval_seconds: int = 90
+    grace_seconds: int = 60
+    tick_seconds: float = 1.0
+    #: Demo-sized verification: the defaults are 900 s of watch, polled every 60 s.
+    watch_seconds: int = 15
+    poll_seconds: int = 3
+    deliveries_every: float = 1.0
 
     def check(self) -> None:
         """UsageError naming the first bad option."""
@@ -55,6 +65,10 @@ class DemoOptions:
             raise UsageError(f"--fail-rate must be between 0 and 0.9, got {self.fail_rate}")
         if self.latency_ms < 0:
             raise UsageError(f"--latency-ms must be >= 0, got {self.latency_ms}")
+        if self.idp not in ("okta", "entra"):
+            raise UsageError(f"--idp must be okta or entra, got {self.idp}")
+        if self.break_things and self.destinations < 3:
+            raise UsageError("--break needs at least 3 destinations (two are broken on purpose)")
         for name, port in (
             ("--redis-port", self.redis_port),
             ("--sandbox-port", self.sandbox_port),
@@ -105,6 +119,8 @@ class Demo:
     flower_url: str | None = None
     flower_password: str = ""
     started_at: float = field(default_factory=time.time)
+    control: SandboxControl | None = None
+    _breaker: Breaker | None = None
     _client: redis.Redis | None = None
     _settings: Settings | None = None
 
@@ -138,6 +154,9 @@ class Demo:
             ROTATOR_SCHEDULER__TICK_SECONDS=str(opts.tick_seconds),
             ROTATOR_RETRY__TASK_BACKOFF_INITIAL="1",
             ROTATOR_RETRY__TASK_BACKOFF_MAX="10",
+            ROTATOR_VERIFY__WATCH_SECONDS=str(opts.watch_seconds),
+            ROTATOR_VERIFY__POLL_SECONDS=str(opts.poll_seconds),
+            ROTATOR_VERIFY__REHEARSAL_SECONDS="60",
         )
         if opts.redis_port:
             _check_free(opts.redis_port, "--redis-port")
@@ -147,11 +166,15 @@ class Demo:
         self.say(f"starting redis-server in {stack.dir}")
         url = stack.start_redis()
         self._client = redis.Redis.from_url(url, decode_responses=True)
-        self.say(f"starting the Redox sandbox with {opts.destinations} destinations")
+        self.say(
+            f"starting the Redox sandbox with {opts.destinations} destinations, their "
+            f"{opts.idp} IdP and deliveries every {opts.deliveries_every:g}s"
+        )
         control = stack.start_sandbox(*_sandbox_flags(opts), seed=opts.destinations,
                                       port=opts.sandbox_port)  # fmt: skip
-        with control:
-            self.destinations = [_destination(d) for d in control.state()["destinations"]]
+        self.control = control
+        stack.extra_env.update(idp_settings(control, opts.idp))
+        self.destinations = [_destination(d) for d in control.state()["destinations"]]
         registry = stack.dir / "registry.toml"
         registry.write_text(registry_toml(self.destinations, opts), encoding="utf-8")
         stack.extra_env["ROTATOR_REGISTRY_PATH"] = str(registry)
@@ -195,6 +218,17 @@ class Demo:
             )
         return self._settings
 
+    def break_things(self) -> None:
+        """``--break``: a refused rehearsal and a reverted switch (:mod:`.breaker`)."""
+        assert self.control is not None
+        self._breaker = Breaker(
+            self.control,
+            self.redis,
+            self.stack.settings(),
+            [d.id for d in self.destinations[:2]],
+        )
+        self._breaker.start()
+
     def first_round(self) -> list[str]:
         """Trigger a rotation of every destination now (trigger ``operator``)."""
         from worker.celery_app import create_app
@@ -218,6 +252,11 @@ class Demo:
 
     def close(self) -> None:
         """Stop every child process and remove the temporary directory."""
+        if self._breaker is not None:
+            self._breaker.close()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -235,7 +274,7 @@ def _destination(raw: dict[str, Any]) -> DemoDestination:
 
 
 def _sandbox_flags(opts: DemoOptions) -> list[str]:
-    flags: list[str] = []
+    flags: list[str] = ["--idp", opts.idp, "--deliveries-every", str(opts.deliveries_every)]
     if opts.fail_rate:
         flags += ["--fail-rate", str(opts.fail_rate)]
     if opts.latency_ms:

@@ -82,8 +82,12 @@ def _destination_table(demo: Demo, tail: EventTail, now: float) -> Table:
         for rid in active_ids:
             pipe.hmget(keys.rotation(rid or "-"), ["status", "step"])
         steps: list[Any] = pipe.execute()
+    deliveries = _deliveries(demo)
     table = Table(expand=True, title="destinations", title_justify="left")
-    for name in ("destination", "credential", "rotations", "last outcome", "in progress", "next"):
+    for name in (
+        "destination", "credential", "deliveries ok / failed", "rotations", "last outcome",
+        "in progress", "next",
+    ):  # fmt: skip
         table.add_column(name, no_wrap=True)
     for n, dest in enumerate(demo.destinations):
         state: dict[str, str] = replies[3 * n] or {}
@@ -96,15 +100,28 @@ def _destination_table(demo: Demo, tail: EventTail, now: float) -> Table:
         progress = f"[cyan]{step or status or 'queued'}[/cyan] {rid[:8]}" if rid else "-"
         credential = state.get("credential_id") or dest.initial_credential
         next_due = f"in {max(0.0, float(due) - now):.0f}s" if due is not None else "-"
+        ok, failed = deliveries.get(dest.id, (0, 0))
         table.add_row(
             f"{dest.name} [dim]{dest.id[:8]}[/dim]",
             credential[:8],
+            f"[green]{ok}[/green] / " + (f"[bold red]{failed}[/bold red]" if failed else "0"),
             str(tail.per_destination[dest.id]),
             last,
             progress,
             next_due,
         )
     return table
+
+
+def _deliveries(demo: Demo) -> dict[str, tuple[int, int]]:
+    """Per destination: (succeeded, failed) deliveries the sandbox made so far."""
+    if demo.control is None:
+        return {}
+    try:
+        stats = demo.control.delivery_stats()["destinations"]
+    except Exception:
+        return {}
+    return {d: (int(v.get("succeeded", 0)), int(v.get("failed", 0))) for d, v in stats.items()}
 
 
 def _events_table(tail: EventTail) -> Table:

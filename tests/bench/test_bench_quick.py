@@ -40,7 +40,7 @@ def test_quick_bench_prints_every_figure(tmp_path: Path) -> None:
         assert figure["command"] in done.stdout
     assert f"| {name} |" in done.stdout  # the summary table
     # Functional facts that do not depend on speed.
-    assert "4.00 calls/rotation" in figures["calls"]["value"]
+    assert "5.00 calls/rotation" in figures["calls"]["value"]
     assert " 0 x 429" in figures["ratelimit"]["value"]
     assert "succeeded 300" in " ".join(figures["memory"]["details"])
 

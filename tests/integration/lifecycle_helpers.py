@@ -23,6 +23,7 @@ FAST_ENV = {
     "ROTATOR_RETRY__TASK_MAX_RETRIES": "1",
     "ROTATOR_RETRY__TASK_BACKOFF_INITIAL": "1",
     "ROTATOR_RETRY__TASK_BACKOFF_MAX": "2",
+    "ROTATOR_VERIFY__WATCH_SECONDS": "0",
 }
 
 
@@ -50,7 +51,7 @@ def start_stack(tmp_path: Path, seed: int, env: dict[str, str] | None = None) ->
     """redis-server + sandbox (``seed`` destinations), not yet a worker."""
     stack = LocalStack(tmp_path / "stack", env={**FAST_ENV, **(env or {})})
     stack.start_redis()
-    stack.start_sandbox(seed=seed)
+    stack.start_sandbox("--idp", "okta", seed=seed)
     return stack
 
 

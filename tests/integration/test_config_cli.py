@@ -43,7 +43,9 @@ def complete_env(tmp_path: Path) -> dict[str, str]:
     key.chmod(0o600)
     return {
         "ROTATOR_REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0",
-        "ROTATOR_SECRET_SOURCE__TOKEN": SOURCE_TOKEN,
+        "ROTATOR_SECRET_SOURCE__KIND": "http",
+        "ROTATOR_SECRET_SOURCE__HTTP__URL": "https://vault.test/rotate",
+        "ROTATOR_SECRET_SOURCE__HTTP__TOKEN": SOURCE_TOKEN,
         "ROTATOR_REDOX__CLIENT_ID": "client-1",
         "ROTATOR_REDOX__KEY_ID": "kid-1",
         "ROTATOR_REDOX__PRIVATE_KEY_PATH": str(key),
@@ -65,7 +67,7 @@ def test_complete_settings_pass(tmp_path: Path, complete_env: dict[str, str]) ->
     assert result.returncode == 0, result.stderr
     assert "settings are complete" in result.stdout
     assert "ROTATOR_REDOX__CLIENT_ID" in result.stdout
-    assert "redis://:***@127.0.0.1:6379/0" in result.stdout
+    assert "ROTATOR_REDIS_URL=redis://:***@127.0.0.1:6379/0" in result.stdout.splitlines()
     assert result.stderr == ""
     assert_no_secrets(result)
 
@@ -77,7 +79,7 @@ def test_json_output_parses_and_masks(tmp_path: Path, complete_env: dict[str, st
     assert report["problems"] == []
     rows = report["settings"]
     assert rows["ROTATOR_REDIS_URL"] == "redis://:***@127.0.0.1:6379/0"
-    assert rows["ROTATOR_SECRET_SOURCE__TOKEN"] == "***"
+    assert rows["ROTATOR_SECRET_SOURCE__HTTP__TOKEN"] == "***"
     assert rows["ROTATOR_REDOX__KEY_ID"] == "kid-1"
     assert rows["ROTATOR_RETRY__MAX_ATTEMPTS"] == 5
     assert_no_secrets(result)
@@ -86,7 +88,9 @@ def test_json_output_parses_and_masks(tmp_path: Path, complete_env: dict[str, st
 def test_missing_redox_settings_exit_2_one_line_each(tmp_path: Path) -> None:
     env = {
         "ROTATOR_REDIS_URL": f"redis://:{REDIS_PASSWORD}@cache:6379/0",
-        "ROTATOR_SECRET_SOURCE__TOKEN": SOURCE_TOKEN,
+        "ROTATOR_SECRET_SOURCE__KIND": "http",
+        "ROTATOR_SECRET_SOURCE__HTTP__URL": "https://vault.test/rotate",
+        "ROTATOR_SECRET_SOURCE__HTTP__TOKEN": SOURCE_TOKEN,
     }
     result = run_check(tmp_path, env)
     assert result.returncode == 2

@@ -61,7 +61,8 @@ class DemoProcess:
         raise AssertionError(f"no {count}x {pattern!r} in the demo output:\n{self.output}")
 
     def children(self) -> list[psutil.Process]:
-        return psutil.Process(self.process.pid).children(recursive=True)
+        children: list[psutil.Process] = psutil.Process(self.process.pid).children(recursive=True)
+        return children
 
     def finish(self, timeout: float = 90) -> int:
         code = self.process.wait(timeout=timeout)
@@ -128,6 +129,39 @@ def test_sigint_stops_everything_and_exits_zero(tmp_path: Path) -> None:
     assert not Path(match.group(1)).exists()
     assert _survivors(children) == []
     assert "stopped every process it started" in demo.output
+
+
+def test_sighup_stops_everything_and_exits_zero(tmp_path: Path) -> None:
+    """A closed terminal (SIGHUP) stops every child, as Ctrl-C does."""
+    demo = DemoProcess("--destinations", "1", "--plain", "--no-flower", cwd=tmp_path)
+    try:
+        demo.wait_for("rotation.succeeded", count=1)
+        children = demo.children()
+        _check_children(children)
+        demo.process.send_signal(signal.SIGHUP)
+        code = demo.finish()
+    finally:
+        demo.kill()
+    assert code == 0, demo.output
+    assert _survivors(children) == []
+    assert "stopped every process it started" in demo.output
+
+
+def test_children_do_not_outlive_a_killed_demo(tmp_path: Path) -> None:
+    """SIGKILL leaves the demo no chance to clean up: the kernel stops its children."""
+    demo = DemoProcess("--destinations", "1", "--plain", "--no-flower", cwd=tmp_path)
+    try:
+        demo.wait_for("rotation.succeeded", count=1)
+        children = demo.children()
+        _check_children(children)
+        demo.process.kill()
+        demo.process.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while _survivors(children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        demo.kill()
+    assert _survivors(children) == []
 
 
 def test_demo_registry_is_valid_and_fast() -> None:

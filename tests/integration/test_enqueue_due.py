@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from config.registry import DestinationPolicy
-from tasks.scheduling import enqueue_due_once
+from worker.runtime import Runtime
+from worker.scheduling.enqueue import enqueue_due_once
 from worker.scheduling.store import ScheduleStore
 from worker.store.keys import Keys
 from worker.store.records import RotationStore
@@ -62,7 +63,11 @@ def make_due(schedule: ScheduleStore, redis_client: redis.Redis, keys: Keys, cou
 
 
 def test_two_concurrent_callers_never_trigger_a_destination_twice(
-    schedule: ScheduleStore, store: RotationStore, redis_client: redis.Redis, keys: Keys
+    schedule: ScheduleStore,
+    store: RotationStore,
+    redis_client: redis.Redis,
+    keys: Keys,
+    runtime: Runtime,
 ) -> None:
     count = 2000
     make_due(schedule, redis_client, keys, count)
@@ -73,13 +78,10 @@ def test_two_concurrent_callers_never_trigger_a_destination_twice(
     def beat() -> None:
         # Each "beat" uses its own connection, like two processes would.
         client = redis.Redis(connection_pool=redis_client.connection_pool)
-        own_schedule, own_store = (
-            ScheduleStore(client, keys),
-            RotationStore(client, keys, claim_ttl=3600, stream_maxlen=1000),
-        )
+        own = Runtime.build(runtime.settings, client)
         barrier.wait()
         while True:  # keep ticking until nothing is due, like beat would
-            report = enqueue_due_once(app, own_schedule, own_store, batch_size=97, now=NOW)
+            report = enqueue_due_once(app, own, batch_size=97, now=NOW)
             reports.append(report)
             if report["claimed"] == 0:
                 return
@@ -110,40 +112,52 @@ def test_two_concurrent_callers_never_trigger_a_destination_twice(
 
 
 def test_a_second_trigger_returns_the_running_rotation(
-    schedule: ScheduleStore, store: RotationStore, redis_client: redis.Redis, keys: Keys
+    schedule: ScheduleStore,
+    store: RotationStore,
+    redis_client: redis.Redis,
+    keys: Keys,
+    runtime: Runtime,
 ) -> None:
     make_due(schedule, redis_client, keys, 3)
     running = store.claim("d00001", trigger="operator")
     app = RecordingApp()
-    report = enqueue_due_once(app, schedule, store, batch_size=10, now=NOW)
+    report = enqueue_due_once(app, runtime, batch_size=10, now=NOW)
     assert report == {"claimed": 3, "started": 2, "inProgress": 1, "skipped": 0, "errors": 0}
     assert sorted(args[0] for _, args in app.sent) == ["d00000", "d00002"]
     assert store.active("d00001") == running.rotation_id
 
 
 def test_paused_and_needs_attention_are_taken_off_the_schedule(
-    schedule: ScheduleStore, store: RotationStore, redis_client: redis.Redis, keys: Keys
+    schedule: ScheduleStore,
+    store: RotationStore,
+    redis_client: redis.Redis,
+    keys: Keys,
+    runtime: Runtime,
 ) -> None:
     make_due(schedule, redis_client, keys, 4)
-    store.set_destination_state("d00000", paused="1")
-    store.set_destination_state("d00001", needs_attention="1")
-    store.set_destination_state("d00002", needs_attention="")  # cleared flag: scheduled
+    redis_client.hset(keys.destination("d00000"), "paused", "1")
+    redis_client.hset(keys.destination("d00001"), "needs_attention", "1")
+    redis_client.hset(keys.destination("d00002"), "needs_attention", "")  # cleared: scheduled
     app = RecordingApp()
-    report = enqueue_due_once(app, schedule, store, batch_size=10, now=NOW)
+    report = enqueue_due_once(app, runtime, batch_size=10, now=NOW)
     assert report["skipped"] == 2 and report["started"] == 2
     assert sorted(args[0] for _, args in app.sent) == ["d00002", "d00003"]
     assert schedule.due_of("d00000") is None and schedule.due_of("d00001") is None
 
 
 def test_a_send_failure_releases_the_claim_and_retries_soon(
-    schedule: ScheduleStore, store: RotationStore, redis_client: redis.Redis, keys: Keys
+    schedule: ScheduleStore,
+    store: RotationStore,
+    redis_client: redis.Redis,
+    keys: Keys,
+    runtime: Runtime,
 ) -> None:
     make_due(schedule, redis_client, keys, 2)
     app = RecordingApp(fail_for={"d00000"})
-    report = enqueue_due_once(app, schedule, store, batch_size=10, now=NOW)
+    report = enqueue_due_once(app, runtime, batch_size=10, now=NOW)
     assert report["errors"] == 1 and report["started"] == 1
     assert store.active("d00000") is None  # no claim left behind
     due = schedule.due_of("d00000")
     assert due is not None and NOW < due <= NOW + 60
     later = RecordingApp()
-    assert enqueue_due_once(later, schedule, store, batch_size=10, now=due)["started"] == 1
+    assert enqueue_due_once(later, runtime, batch_size=10, now=due)["started"] == 1

@@ -40,7 +40,7 @@ check = _load_script()
 @pytest.fixture(scope="module")
 def flower_run() -> Iterator[tuple[LocalStack, Any]]:
     pytest.importorskip("flower", reason="Flower is not installed (pip install -e '.[flower]')")
-    with LocalStack() as stack:
+    with LocalStack(env={"ROTATOR_VERIFY__WATCH_SECONDS": "0"}) as stack:
         yield stack, check.start(stack)
 
 

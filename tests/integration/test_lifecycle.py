@@ -63,7 +63,7 @@ def finish(runtime: Runtime, ident: str, outcome: str, old: str = "c-old") -> Ro
     if outcome == "needs_attention":
         dest["needs_attention"] = now
     store.finish(record, outcome, {"type": outcome}, record_fields={"finished_at": now},
-                 destination_fields=dest)  # fmt: skip
+                 destination_fields=dest, fence=None)  # fmt: skip
     finished = store.record(rid)
     assert finished is not None and finished.outcome == outcome
     return finished
@@ -135,7 +135,7 @@ def test_needs_attention_and_paused_leave_the_schedule(runtime: Runtime) -> None
     schedule = ScheduleStore(runtime.redis, runtime.keys)
     follow_up(runtime, finish(runtime, "d1", "needs_attention"))
     assert schedule.due_of("d1") is None
-    runtime.store.set_destination_state("d2", paused="1")  # paused while it ran
+    runtime.states.pause("d2", 1.0)  # paused while it ran
     follow_up(runtime, finish(runtime, "d2", "succeeded"))
     assert schedule.due_of("d2") is None
     assert len(queued(runtime)) == 1  # a paused destination's old credential still retires

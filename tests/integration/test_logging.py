@@ -48,13 +48,15 @@ def _task_lines(lines: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    with LocalStack(env={"ROTATOR_LOG_FORMAT": "json"}) as local:
+    with LocalStack(
+        env={"ROTATOR_LOG_FORMAT": "json", "ROTATOR_VERIFY__WATCH_SECONDS": "0"}
+    ) as local:
         yield local
 
 
 def test_rotation_log_lines_carry_ids_and_no_secret(stack: LocalStack) -> None:
     stack.start_redis()
-    control = stack.start_sandbox(seed=2)
+    control = stack.start_sandbox("--idp", "okta", seed=2)
     ok, refused = (str(d["id"]) for d in control.state()["destinations"])
     control.patch_faults(permanent={refused: 403}, permanent_methods={refused: ["PATCH"]})
     worker: Child = stack.start_worker("log1", concurrency=1)

@@ -67,7 +67,7 @@ class CountingPacer:
             self.acquired += 1
         return 0.0
 
-    def throttled(self, retry_after: float | None) -> None:
+    def throttled(self, retry_after: float | None, limit: str | None = None) -> None:
         self.throttles.append(retry_after)
 
 

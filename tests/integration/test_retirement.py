@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from config.settings import load_settings
 from devstack.stack import LocalStack
+from sandbox.client import SandboxControl
 from tests.integration.lifecycle_helpers import (
     completed,
     control,
@@ -32,10 +34,21 @@ __all__ = ["stack_factory"]
 
 GRACE = 3600.0
 RETRY = 600.0
+#: A ``command`` hook for an IdP the service has no adapter for: it issues the secret with
+#: the (sandbox) Okta API itself and logs every revoke it is asked for.
 SECRET_SCRIPT = """
-import json, secrets, sys
+import json, os, sys, urllib.request
+body = json.load(sys.stdin)
 if sys.argv[2] == "issue":
-    print(json.dumps({"secret": secrets.token_urlsafe(32)}))
+    org = os.environ["ROTATOR_SECRET_SOURCE__OKTA__ORG_URL"]
+    token = os.environ["ROTATOR_SECRET_SOURCE__OKTA__API_TOKEN"]
+    request = urllib.request.Request(
+        f"{org}/api/v1/apps/{body['clientId']}/credentials/secrets", data=b"{}", method="POST",
+        headers={"Authorization": f"SSWS {token}", "Content-Type": "application/json",
+                 "Accept": "application/json"},
+    )
+    made = json.load(urllib.request.urlopen(request, timeout=10))
+    print(json.dumps({"secret": made["client_secret"], "secretId": made["id"]}))
 else:
     with open(sys.argv[1], "a") as log:
         log.write(" ".join(sys.argv[2:]) + "\\n")
@@ -68,6 +81,20 @@ def rotate(stack: LocalStack, destination_id: str) -> dict[str, str]:
     return summary
 
 
+def delete_original_okta_secret(stack: LocalStack, ctl: SandboxControl, credential: str) -> None:
+    """What an operator does in Okta's console: deactivate and delete the secret that the
+    (foreign, kept) original credential holds."""
+    (found,) = [c for c in ctl.state()["credentials"] if c["id"] == credential]
+    client_id = found["clientId"]
+    app = ctl.idp_app(client_id)
+    original = app["secrets"][0]["id"]  # the oldest: the seed's
+    okta = ctl.idp_credentials()["okta"]
+    url = f"{okta['org_url']}/api/v1/apps/{app['app_id']}/credentials/secrets/{original}"
+    headers = {"Authorization": f"SSWS {okta['api_token']}"}
+    httpx.post(f"{url}/lifecycle/deactivate", headers=headers).raise_for_status()
+    httpx.delete(url, headers=headers).raise_for_status()
+
+
 def test_retirement_after_grace_deferred_while_in_use_and_per_policy(
     stack_factory: Callable[..., LocalStack],
     runtime_of: Callable[[LocalStack], Runtime],
@@ -86,6 +113,7 @@ def test_retirement_after_grace_deferred_while_in_use_and_per_policy(
                d: 'retire = "created-only"'},
     )  # fmt: skip
     assert stack.rotator("registry", "sync", str(registry)).returncode == 0
+    stack.extra_env["ROTATOR_REGISTRY_PATH"] = str(registry)  # sources come from the file
     stack.start_worker("w1", concurrency=2)
     runtime = runtime_of(stack)
     originals = current_credentials(ctl)
@@ -93,7 +121,7 @@ def test_retirement_after_grace_deferred_while_in_use_and_per_policy(
     def retire(at: float) -> tuple[int, int]:
         report = retire_due(
             RetirementQueue(runtime.redis, runtime.keys), runtime.redox, runtime.events,
-            runtime.secret_source_for, retry_seconds=RETRY, now=at,
+            runtime.sources.source_for, runtime.ledger, retry_seconds=RETRY, now=at,
         )  # fmt: skip
         return report.retired, report.deferred
 
@@ -131,8 +159,13 @@ def test_retirement_after_grace_deferred_while_in_use_and_per_policy(
     assert revoked[0] == "revoke" and revoked[1] == b and revoked[3] == originals[b]
     assert queue.pending() == []
 
-    # d again: now the old credential is one the service created, so it is retired;
-    # the foreign original stays forever.
+    # d again. Okta holds two secrets per app: the foreign original's (kept, created-only)
+    # and the first rotation's, so the IdP refuses a third; a person deletes the original's.
+    refused = stack.rotator("rotate", d, "--wait", "--json")
+    assert json.loads(refused.stdout)["error"]["class"] == "IdpLimitReached", completed(refused)
+    delete_original_okta_secret(stack, ctl, originals[d])
+    # Now the old credential is one the service created, so it is retired; the foreign
+    # original stays forever.
     second = rotate(stack, d)
     assert [cred for cred, _ in queue.pending()] == [second["oldCredentialId"]]
     assert retire(time.time() + GRACE + 1) == (1, 0)

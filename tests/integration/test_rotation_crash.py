@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Rig, outcome_of
+from devstack.rig import Rig, outcome_of
 from worker.trigger import request_rotation
 
 pytestmark = pytest.mark.integration

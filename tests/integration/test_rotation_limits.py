@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import Rig
+from devstack.rig import Rig
 from worker.trigger import request_rotation
 
 pytestmark = pytest.mark.integration

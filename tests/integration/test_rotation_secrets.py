@@ -8,7 +8,7 @@ import json
 import pytest
 
 from devstack.readback import decoded_messages, dump_redis
-from tests.integration.conftest import Rig
+from devstack.rig import Rig
 from worker.trigger import ROTATE_TASK, request_rotation
 
 pytestmark = pytest.mark.integration

@@ -361,11 +361,15 @@ def test_exactly_one_of_secret_and_certificate(options: dict[str, Any]) -> None:
 def test_http_urls_need_permission(setting: str) -> None:
     url = "http://127.0.0.1:8085/idp/entra"
     with pytest.raises(ConfigError) as caught:
-        EntraSource(TENANT, ROTATOR, client_secret=SecretStr("s"), **{setting: url})
+        EntraSource(TENANT, ROTATOR, client_secret=SecretStr("s"), **{setting: url})  # type: ignore[arg-type]
     assert f"ROTATOR_SECRET_SOURCE__ENTRA__{setting.upper()}" in str(caught.value)
     assert "ROTATOR_ALLOW_INSECURE_HTTP" in str(caught.value)
     EntraSource(
-        TENANT, ROTATOR, client_secret=SecretStr("s"), allow_insecure_http=True, **{setting: url}
+        TENANT,
+        ROTATOR,
+        client_secret=SecretStr("s"),
+        allow_insecure_http=True,
+        **{setting: url},  # type: ignore[arg-type]
     )
 
 

@@ -8,10 +8,9 @@ from typing import Any
 
 import redis
 
-from worker.cli.events_cmd import format_event
 from worker.errors import RedoxRejected
-from worker.events import EventStream, StreamEntry, cloud_event, error_data
-from worker.rotation.workflow import rotation_event
+from worker.events import EventStream, StreamEntry, cloud_event, error_data, format_event
+from worker.rotation.outcomes import rotation_event
 from worker.store.keys import Keys
 from worker.store.records import RotationRecord
 

@@ -224,6 +224,7 @@ def test_a_create_whose_reply_is_lost_is_not_retried(reply: Any) -> None:
     def lost(request: httpx.Request) -> httpx.Response:
         if isinstance(reply, Exception):
             raise reply
+        assert isinstance(reply, httpx.Response)
         return reply
 
     fake.fault("POST", r"/secrets$", lost)

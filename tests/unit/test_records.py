@@ -6,9 +6,14 @@ import json
 import threading
 from typing import Any
 
+import pytest
 import redis
 
+from worker.errors import LockLost
+from worker.events import Outcome
+from worker.store.destinations import DestinationStates
 from worker.store.keys import Keys
+from worker.store.lease import Fence, Lease
 from worker.store.records import RotationStore
 
 
@@ -21,7 +26,9 @@ def stream(client: redis.Redis, keys: Keys) -> list[dict[str, object]]:
     return [json.loads(fields["event"]) for _, fields in rows]
 
 
-def finish(store: RotationStore, rotation_id: str, outcome: str = "succeeded") -> bool:
+def finish(
+    store: RotationStore, rotation_id: str, outcome: str = "succeeded", fence: Fence | None = None
+) -> bool:
     record = store.record(rotation_id)
     assert record is not None
     event = {"type": f"rotator.rotation.{outcome}", "data": {"rotationId": rotation_id}}
@@ -31,6 +38,7 @@ def finish(store: RotationStore, rotation_id: str, outcome: str = "succeeded") -
         event,
         record_fields={"finished_at": "1", "step": "publish"},
         destination_fields={"last_outcome": outcome, "last_rotation_id": rotation_id},
+        fence=fence,
     )
 
 
@@ -87,11 +95,34 @@ def test_finish_is_exactly_once_and_releases_the_claim(
     assert record is not None and record.outcome == "succeeded"
     assert record.get("status") == "succeeded"
     assert store.active("dest-1") is None
-    assert store.destination_state("dest-1")["last_outcome"] == "succeeded"
+    assert DestinationStates(redis_client, keys).get("dest-1").last_outcome == Outcome.SUCCEEDED
     assert store.history("dest-1") == [claim.rotation_id]
     assert redis_client.ttl(keys.rotation(claim.rotation_id)) > 0
     # The next trigger gets a new rotation.
     assert store.claim("dest-1", trigger="operator").created
+
+
+def test_finish_by_a_worker_that_lost_its_lease_writes_nothing(
+    redis_client: redis.Redis, keys: Keys
+) -> None:
+    """The terminal write checks the lease token and generation in its own Lua step."""
+    store = make_store(redis_client, keys)
+    claim = store.claim("dest-1", trigger="operator")
+    first = Lease(redis_client, keys, "dest-1", ttl=30, renew_every=10)
+    assert first.acquire()
+    redis_client.delete(keys.lock("dest-1"))  # expired while the first worker was paused
+    second = Lease(redis_client, keys, "dest-1", ttl=30, renew_every=10)
+    assert second.acquire()
+    try:
+        with pytest.raises(LockLost):
+            finish(store, claim.rotation_id, "needs_attention", fence=first)
+        assert stream(redis_client, keys) == []
+        assert store.active("dest-1") == claim.rotation_id
+        assert finish(store, claim.rotation_id, fence=second) is True
+        assert [e["type"] for e in stream(redis_client, keys)] == ["rotator.rotation.succeeded"]
+    finally:
+        first.release()
+        second.release()
 
 
 def test_finish_leaves_another_rotations_claim_alone(redis_client: redis.Redis, keys: Keys) -> None:

@@ -13,14 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.registry import (
-    CommandSource,
-    DestinationPolicy,
-    GenerateSource,
-    HttpSource,
-    load_registry,
-    parse_registry,
-)
+from config.registry import DestinationPolicy, load_registry, parse_registry
+from config.secret_sources import CommandSpec, HttpSpec, OktaSpec
 from worker.cli.common import run_cli
 from worker.cli.main import app
 from worker.errors import ConfigError
@@ -62,11 +56,13 @@ def test_example_file_loads() -> None:
     assert first.interval_seconds == 14 * 86400
     assert first.window == (22 * 60, 2 * 60)  # from the environment
     assert second.cron == "30 1 * * 1" and second.interval_seconds is None
-    assert isinstance(second.secret_source, CommandSource)
+    assert isinstance(registry.secret_source(first.destination_id), OktaSpec)
+    assert isinstance(registry.secret_source(second.destination_id), CommandSpec)
     assert second.retire == "created-only"
     assert third.paused is True and third.grace_seconds == 3600
-    assert isinstance(third.secret_source, HttpSource)
-    assert third.secret_source.token_env == "ROTATOR_SECRET_TOKEN"
+    http = registry.secret_source(third.destination_id)
+    assert isinstance(http, HttpSpec)
+    assert http.token_env == "ROTATOR_SECRET_TOKEN"
 
 
 def test_resolution_order_destination_env_defaults_builtin() -> None:
@@ -77,7 +73,8 @@ def test_resolution_order_destination_env_defaults_builtin() -> None:
         + dest("b", interval='"2d"', grace='"0s"')
         + '[[destinations]]\nid = "c"\nenvironment = "other"\n'
     )
-    a, b, c = parse_registry(text).policies()
+    registry = parse_registry(text)
+    a, b, c = registry.policies()
     assert (a.cron, a.interval_seconds, a.grace_seconds, a.window) == (
         "0 3 * * 1",
         None,
@@ -86,7 +83,7 @@ def test_resolution_order_destination_env_defaults_builtin() -> None:
     )
     assert (b.cron, b.interval_seconds, b.grace_seconds) == (None, 2 * 86400, 0)
     assert (c.cron, c.interval_seconds, c.grace_seconds) == (None, 30 * 86400, 86400)
-    assert c.secret_source == GenerateSource(length=48)
+    assert registry.secret_source("c") is None  # no layer names one: the Settings' default
     assert c.retire == "rotated-away" and c.enabled and not c.paused
 
 
@@ -121,11 +118,22 @@ def test_policy_json_round_trip() -> None:
         assert again.model_dump_json() == policy.model_dump_json()
 
 
-def test_localhost_http_secret_source_allowed() -> None:
+def test_secret_sources_are_kept_out_of_the_stored_policy() -> None:
     source = '{ kind = "http", url = "http://127.0.0.1:8200/rotate", token_env = "TOKEN" }'
-    (policy,) = parse_registry(HEAD + dest(secret_source=source)).policies()
-    assert isinstance(policy.secret_source, HttpSource)
-    assert policy.secret_source.timeout == 10.0
+    registry = parse_registry(HEAD + dest(secret_source=source))
+    (policy,) = registry.policies()
+    spec = registry.secret_source("d1")
+    assert isinstance(spec, HttpSpec) and spec.timeout == 10.0
+    assert "secret_source" not in policy.model_dump_json()  # Redis never holds a spec
+
+
+def test_a_secret_written_in_the_registry_is_refused() -> None:
+    source = '{ kind = "okta", org_url = "https://x.okta.com", api_token = "00abc" }'
+    assert one_problem(HEAD + dest(secret_source=source)) == (
+        "registry.toml: destinations[0] (id=d1): secret_source: api_token: a secret does not "
+        "belong in the registry file: name the environment variable that holds it "
+        "(api_token_env)"
+    )
 
 
 # --- bad input: each problem names file, entry, field, reason ------------------------------------
@@ -209,12 +217,9 @@ def test_localhost_http_secret_source_allowed() -> None:
             "bad duration '-1h' (use e.g. 30d, 12h, 90m)",
         ),
         (
-            HEAD
-            + dest(
-                secret_source='{ kind = "http", url = "http://vault.internal/x", token_env = "T" }'
-            ),
-            "registry.toml: destinations[0] (id=d1): secret_source.url: must use https "
-            "(http only for 127.0.0.1/localhost), got 'http://vault.internal/x'",
+            HEAD + dest(secret_source='{ kind = "http", url = "vault/x", token_env = "T" }'),
+            "registry.toml: destinations[0] (id=d1): secret_source.url: "
+            "must be an absolute https URL, got 'vault/x'",
         ),
         (
             HEAD + dest(secret_source='{ kind = "http", url = "https://v/x", token_env = "a b" }'),
@@ -238,12 +243,12 @@ def test_localhost_http_secret_source_allowed() -> None:
         (
             HEAD + dest(secret_source='{ kind = "vault" }'),
             "registry.toml: destinations[0] (id=d1): secret_source: "
-            "unknown kind 'vault' (one of generate, command, http)",
+            "unknown kind 'vault' (one of okta, entra, command, http, generate, aws-iam)",
         ),
         (
             HEAD + dest(secret_source="{ length = 20 }"),
             "registry.toml: destinations[0] (id=d1): secret_source: "
-            "missing 'kind' (one of generate, command, http)",
+            "missing 'kind' (one of okta, entra, command, http, generate, aws-iam)",
         ),
         (
             HEAD + '[[destinations]]\nenvironment = "e"\n',
@@ -252,15 +257,15 @@ def test_localhost_http_secret_source_allowed() -> None:
         (
             HEAD + '[[destinations]]\nid = "has space"\nenvironment = "e"\n',
             "registry.toml: destinations[0]: id: "
-            "bad id 'has space' (use 1-64 letters, digits or '-')",
+            "bad id 'has space' (use 1-64 letters, digits, '-' or '_')",
         ),
         (
             HEAD + '[[destinations]]\nid = ""\nenvironment = "e"\n',
-            "registry.toml: destinations[0]: id: bad id '' (use 1-64 letters, digits or '-')",
+            "registry.toml: destinations[0]: id: bad id '' (use 1-64 letters, digits, '-' or '_')",
         ),
         (
             HEAD + '[environments."a/b"]\ngrace = "1h"\n',
-            "registry.toml: environments.\"a/b\": bad id 'a/b' (use 1-64 letters, digits or '-')",
+            "registry.toml: environments.\"a/b\": bad id 'a/b' (use 1-64 letters, digits, '-' or '_')",
         ),
         (
             "destinations = 3\n",

@@ -1,4 +1,5 @@
-"""Secret sources: generate, command (a real subprocess) and http (httpx MockTransport)."""
+"""Secret sources: generate, command (a real subprocess) and http (httpx MockTransport), and
+building a source from its spec."""
 
 from __future__ import annotations
 
@@ -11,18 +12,17 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from config.errors import ConfigError
+from config.secret_sources import CommandSpec, GenerateSpec, HttpSpec
+from config.settings import Settings
 from worker.errors import SecretSourceError
-from worker.rotation.secrets import (
-    CommandSource,
-    GenerateSource,
-    HttpSource,
-    SecretRequest,
-    build_secret_source,
-    primary_secret_field,
-)
+from worker.secrets.base import IssueRequest, RevokeRequest
+from worker.secrets.build import build_source
+from worker.secrets.generate import GenerateSource, primary_secret_field
+from worker.secrets.hooks import CommandSource, HttpSource
 
-OAUTH = SecretRequest("d-1", "r-1", "e-1", "OAuth_2.0_2-legged")
-AWS = SecretRequest("d-1", "r-1", "e-1", "AwsSigv4")
+OAUTH = IssueRequest("d-1", "r-1", "e-1", "OAuth_2.0_2-legged", client_id="client-7")
+AWS = IssueRequest("d-1", "r-1", "e-1", "AwsSigv4")
 
 
 def script(tmp_path: Path, body: str) -> list[str]:
@@ -38,44 +38,66 @@ def script(tmp_path: Path, body: str) -> list[str]:
 
 @pytest.mark.parametrize("length", [16, 48, 101])
 def test_generate_length_and_field(length: int) -> None:
-    values = GenerateSource(length).issue(OAUTH)
-    assert list(values) == ["clientSecret"]
+    issued = GenerateSource(length).issue(OAUTH)
+    values = issued.values
+    assert list(values) == ["clientSecret"] and issued.secret_id is None
     secret = values["clientSecret"].get_secret_value()
     assert len(secret) == length
-    assert secret != GenerateSource(length).issue(OAUTH)["clientSecret"].get_secret_value()
-    assert "**" in repr(values["clientSecret"])  # never printed
+    again = GenerateSource(length).issue(OAUTH).values["clientSecret"].get_secret_value()
+    assert secret != again
+    assert secret not in repr(issued)  # never printed
 
 
 def test_generate_field_per_strategy() -> None:
-    assert list(GenerateSource().issue(AWS)) == ["secretKey"]
+    assert list(GenerateSource().issue(AWS).values) == ["secretKey"]
     assert primary_secret_field("SMART_Backend") == "clientSecret"
     with pytest.raises(SecretSourceError, match="no default secret field"):
-        GenerateSource().issue(SecretRequest("d", "r", "e", "Basic"))
+        GenerateSource().issue(IssueRequest("d", "r", "e", "Basic"))
 
 
 # -- command -----------------------------------------------------------------------------
 
 
 def test_command_success_with_one_secret(tmp_path: Path) -> None:
-    cmd = script(tmp_path, "print(json.dumps({'secret': 'S-' + sys.argv[1] + '-' + sys.argv[3]}))")
-    values = CommandSource(cmd).issue(OAUTH)
-    assert {k: v.get_secret_value() for k, v in values.items()} == {"clientSecret": "S-issue-r-1"}
+    body = (
+        "request = json.load(sys.stdin)\n"
+        "value = 'S-' + sys.argv[1] + '-' + sys.argv[3] + '-' + request['clientId']\n"
+        "print(json.dumps({'secret': value, 'secretId': 'sid-' + request['rotationId']}))"
+    )
+    issued = CommandSource(script(tmp_path, body)).issue(OAUTH)
+    values = {k: v.get_secret_value() for k, v in issued.values.items()}
+    assert values == {"clientSecret": "S-issue-r-1-client-7"}
+    assert issued.secret_id == "sid-r-1"
 
 
 def test_command_success_with_named_fields(tmp_path: Path) -> None:
     cmd = script(tmp_path, "print(json.dumps({'secrets': {'accessKey': 'AK', 'secretKey': 'SK'}}))")
-    values = CommandSource(cmd).issue(AWS)
+    values = CommandSource(cmd).issue(AWS).values
     assert {k: v.get_secret_value() for k, v in values.items()} == {
         "accessKey": "AK",
         "secretKey": "SK",
     }
 
 
-def test_command_revoke_arguments(tmp_path: Path) -> None:
+def revoke_request(**changes: object) -> RevokeRequest:
+    values: dict[str, object] = {
+        "destination_id": "d-1", "rotation_id": "r-1", "environment_id": "e-1",
+        "auth_strategy": "OAuth_2.0_2-legged", "credential_id": "c-9", "client_id": "client-7",
+        "secret_id": "sid-1", "keep_secret_ids": ("sid-2",), "reason": "retired",
+    }  # fmt: skip
+    values.update(changes)
+    return RevokeRequest(**values)  # type: ignore[arg-type]
+
+
+def test_command_revoke_arguments_and_request(tmp_path: Path) -> None:
     out = tmp_path / "args.json"
-    cmd = script(tmp_path, f"open({str(out)!r}, 'w').write(json.dumps(sys.argv[1:]))")
-    CommandSource(cmd).revoke(SecretRequest("d-1", "r-1", "e-1", "AwsSigv4", credential_id="c-9"))
-    assert json.loads(out.read_text()) == ["revoke", "d-1", "r-1", "c-9"]
+    body = f"open({str(out)!r}, 'w').write(json.dumps([sys.argv[1:], json.load(sys.stdin)]))"
+    assert CommandSource(script(tmp_path, body)).revoke(revoke_request()) == ["sid-1"]
+    argv, request = json.loads(out.read_text())
+    assert argv == ["revoke", "d-1", "r-1", "c-9", "sid-1"]
+    assert request["keepSecretIds"] == ["sid-2"] and request["reason"] == "retired"
+    CommandSource(script(tmp_path, body)).revoke(revoke_request(secret_id=None, credential_id=None))
+    assert json.loads(out.read_text())[0] == ["revoke", "d-1", "r-1", "-", "-"]
 
 
 def test_command_not_found(tmp_path: Path) -> None:
@@ -150,8 +172,8 @@ def test_http_success_sends_ids_and_bearer() -> None:
         seen.append(request)
         return httpx.Response(200, json={"secret": "from-vault"})
 
-    values = http_source(httpx.MockTransport(reply)).issue(OAUTH)
-    assert values["clientSecret"].get_secret_value() == "from-vault"
+    issued = http_source(httpx.MockTransport(reply)).issue(OAUTH)
+    assert issued.values["clientSecret"].get_secret_value() == "from-vault"
     (request,) = seen
     assert request.headers["authorization"] == "Bearer tok-123"
     assert json.loads(request.content) == {
@@ -160,6 +182,7 @@ def test_http_success_sends_ids_and_bearer() -> None:
         "rotationId": "r-1",
         "environmentId": "e-1",
         "authStrategy": "OAuth_2.0_2-legged",
+        "clientId": "client-7",
     }
 
 
@@ -170,12 +193,15 @@ def test_http_revoke() -> None:
         bodies.append(json.loads(request.content))
         return httpx.Response(204)
 
-    http_source(httpx.MockTransport(reply)).revoke(
-        SecretRequest("d-1", "r-1", "e-1", "AwsSigv4", credential_id="c-9")
-    )
+    http_source(httpx.MockTransport(reply)).revoke(revoke_request(reason="rolled_back"))
     assert bodies == [
-        {"action": "revoke", "destinationId": "d-1", "rotationId": "r-1", "credentialId": "c-9"}
-    ]
+        {
+            "action": "revoke", "destinationId": "d-1", "rotationId": "r-1",
+            "environmentId": "e-1", "authStrategy": "OAuth_2.0_2-legged", "clientId": "client-7",
+            "credentialId": "c-9", "secretId": "sid-1", "keepSecretIds": ["sid-2"],
+            "reason": "rolled_back",
+        }
+    ]  # fmt: skip
 
 
 def test_http_error_status_never_quotes_the_body() -> None:
@@ -207,10 +233,24 @@ def test_http_bad_json() -> None:
 # -- building ----------------------------------------------------------------------------
 
 
-def test_build_secret_source_kinds(tmp_path: Path) -> None:
-    assert isinstance(build_secret_source({"kind": "generate", "length": 20}), GenerateSource)
-    assert isinstance(build_secret_source({"kind": "command", "command": ["x"]}), CommandSource)
-    http = build_secret_source({"kind": "http", "url": "https://v.test", "token": "t"})
+def test_build_source_per_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(_env_file=None)
+    assert isinstance(build_source(GenerateSpec(length=20), settings), GenerateSource)
+    assert isinstance(build_source(CommandSpec(command=["x"]), settings), CommandSource)
+    monkeypatch.setenv("VAULT_TOKEN", "tok")
+    http = build_source(HttpSpec(url="https://v.test", token_env="VAULT_TOKEN"), settings)
     assert isinstance(http, HttpSource)
-    with pytest.raises(SecretSourceError, match="unknown secret source kind"):
-        build_secret_source({"kind": "carrier-pigeon"})
+
+
+def test_build_source_refuses_http_and_empty_token_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(_env_file=None)
+    monkeypatch.setenv("VAULT_TOKEN", "tok")
+    with pytest.raises(ConfigError, match="must use https"):
+        build_source(HttpSpec(url="http://v.test", token_env="VAULT_TOKEN"), settings)
+    sandbox = Settings(_env_file=None, allow_insecure_http=True)
+    assert isinstance(
+        build_source(HttpSpec(url="http://v.test", token_env="VAULT_TOKEN"), sandbox), HttpSource
+    )
+    monkeypatch.delenv("VAULT_TOKEN")
+    with pytest.raises(ConfigError, match="VAULT_TOKEN"):
+        build_source(HttpSpec(url="https://v.test", token_env="VAULT_TOKEN"), settings)

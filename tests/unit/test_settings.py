@@ -98,8 +98,11 @@ def test_plain_http_needs_the_insecure_flag(
     found = problems(**{variable: "http://127.0.0.1:8085/platform"})
     assert len(found) == 1
     assert found[0].startswith(f"{variable}: must use https")
-    assert "ROTATOR_REDOX__ALLOW_INSECURE_HTTP=true" in found[0]
-    monkeypatch.setenv("ROTATOR_REDOX__ALLOW_INSECURE_HTTP", "true")
+    assert "ROTATOR_ALLOW_INSECURE_HTTP=true" in found[0]
+    monkeypatch.setenv("ROTATOR_ALLOW_INSECURE_HTTP", "true")
+    assert problems() == []
+    monkeypatch.delenv("ROTATOR_ALLOW_INSECURE_HTTP")
+    monkeypatch.setenv("ROTATOR_REDOX__ALLOW_INSECURE_HTTP", "true")  # the older name
     assert problems() == []
 
 
@@ -205,7 +208,9 @@ def test_ec_key_must_be_p384(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 def test_bad_redis_scheme_hides_the_password(problems: Problems) -> None:
     found = problems(ROTATOR_REDIS_URL="http://:hunter2-password@cache:6379/0")
-    assert found == ["ROTATOR_REDIS_URL: must start with redis://, rediss:// or unix://"]
+    assert found == [
+        "ROTATOR_REDIS_URL: must start with redis://, rediss://, unix:// or sentinel://"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """RotationWorkflow + RotationSteps without Celery: the in-process sandbox over real HTTP,
-a real redis-server, a real RedoxClient."""
+a real redis-server, a real RedoxClient. The secret source is the ``generate`` kind with a
+passing rehearsal (a stand-in through the SelfRehearsing seam: this sandbox has no IdP; the
+IdP side is proven end to end in tests/integration/test_idp_rotation.py); no watch."""
 
 from __future__ import annotations
 
@@ -10,18 +12,22 @@ from typing import Any
 
 import pytest
 import redis
-from pydantic import SecretStr
 
-from config.settings import RedoxSettings, RetrySettings
+from config.settings import RedoxSettings, RetrySettings, Settings, VerifySettings
 from sandbox import KeyPair, SandboxConfig, SandboxThread, generate_keypair
 from worker.errors import DriftDetected, LockLost, SecretSourceError, TransientError
 from worker.redox.client import RedoxClient
-from worker.redox.models import Destination
-from worker.rotation.secrets import GenerateSource, SecretRequest, SecretSource
+from worker.rotation.outcomes import Finisher
+from worker.rotation.secret_steps import SecretSteps
 from worker.rotation.steps import RotationSteps, StrategyCatalog, credential_name
 from worker.rotation.workflow import RotationWorkflow
+from worker.secrets.base import IdpSecret, IssuedSecret, IssueRequest, RevokeRequest, SecretSource
+from worker.secrets.generate import GenerateSource
+from worker.store.credentials import CredentialLedger
+from worker.store.destinations import DestinationStates
 from worker.store.keys import Keys
 from worker.store.records import RotationRecord, RotationStore
+from worker.watch.store import WatchStore
 
 RETRY = RetrySettings(max_attempts=2, max_seconds=5, backoff_initial=0.01, backoff_max=0.02)
 
@@ -29,10 +35,23 @@ RETRY = RetrySettings(max_attempts=2, max_seconds=5, backoff_initial=0.01, backo
 class Gate:
     """A fence that can be closed (as when another worker takes the lease over)."""
 
+    KEY = "test:gate"
+
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self.open = True
         self.checks = 0
+
+    @property
+    def open(self) -> bool:
+        return bool(self.client.get(self.KEY) == b"open" or self.client.get(self.KEY) == "open")
+
+    @open.setter
+    def open(self, value: bool) -> None:
+        self.client.set(self.KEY, "open" if value else "closed")
+
+    def proof(self) -> tuple[list[str], list[str]]:
+        return [self.KEY], ["open"]
 
     def check(self) -> None:
         self.checks += 1
@@ -42,18 +61,30 @@ class Gate:
     def write_fenced(self, key: str | None, mapping: dict[str, str]) -> None:
         self.check()
         if key is not None and mapping:
-            self.client.hset(key, mapping=dict(mapping))
+            self.client.hset(key, mapping=dict(mapping))  # type: ignore[arg-type]
+
+
+class RehearsedGenerate(GenerateSource):
+    """``generate`` whose rehearsal passes (this sandbox has no IdP to ask)."""
+
+    def rehearse(
+        self, issued: IssuedSecret, fields: dict[str, Any], *, budget_seconds: float
+    ) -> None:
+        """Nothing to ask."""
 
 
 class BrokenSource:
     kind = "broken"
-    supports_revoke = False
+    manages_secrets = False
 
-    def issue(self, request: SecretRequest) -> dict[str, SecretStr]:
+    def existing(self, client_id: str) -> list[IdpSecret]:
+        return []
+
+    def issue(self, request: IssueRequest) -> IssuedSecret:
         raise SecretSourceError("vault sealed")
 
-    def revoke(self, request: SecretRequest) -> None:
-        """Nothing."""
+    def revoke(self, request: RevokeRequest) -> list[str]:
+        return []
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +124,21 @@ def redox(sandbox: SandboxThread, keypair: KeyPair) -> Iterator[RedoxClient]:
 class Parts:
     def __init__(self, redox: RedoxClient, client: redis.Redis, sandbox: SandboxThread) -> None:
         self.sandbox = sandbox
-        self.store = RotationStore(client, Keys(), claim_ttl=3600, stream_maxlen=1000)
-        self.steps = RotationSteps(redox, self.store, RETRY, StrategyCatalog(redox))
+        keys = Keys()
+        self.store = RotationStore(client, keys, claim_ttl=3600, stream_maxlen=1000)
+        ledger = CredentialLedger(client, keys)
+        self.steps = RotationSteps(redox, self.store, RETRY, StrategyCatalog(redox), ledger)
         self.after: list[RotationRecord] = []
-        self.source: SecretSource = GenerateSource(24)
+        self.source: SecretSource = RehearsedGenerate(24)
+        settings = Settings(_env_file=None, verify=VerifySettings(watch_seconds=0))
         self.workflow = RotationWorkflow(
-            self.steps, self.store, lambda _policy: self.source, self.after.append
+            steps=self.steps,
+            secrets=SecretSteps(self.store, ledger, client, keys, settings),
+            store=self.store,
+            source_for=lambda _destination: self.source,
+            verify=settings.verify,
+            watch=WatchStore(client, keys),
+            finisher=Finisher(self.store, self.after.append),
         )
         self.client = client
 
@@ -133,12 +173,10 @@ def parts(redox: RedoxClient, redis_client: redis.Redis, sandbox: SandboxThread)
 
 
 def test_credential_name() -> None:
-    dest = Destination.model_validate({"id": "abcdef123456", "name": "Lab feed"})
-    assert credential_name(dest, "0123abcd-ef01-4000-8000-000000000000") == "Lab feed-rot-0123abcd"
-    nameless = Destination.model_validate({"id": "abcdef123456", "name": ""})
-    assert credential_name(nameless, "0123abcd-ef01") == "abcdef12-rot-0123abcd"
-    long = Destination.model_validate({"id": "x", "name": "n" * 200})
-    assert len(credential_name(long, "0123abcd")) == 80 + len("-rot-0123abcd")
+    rid = "0123abcd-ef01-4000-8000-000000000000"
+    assert credential_name("Lab feed", "abcdef123456", rid) == "Lab feed-rot-0123abcd"
+    assert credential_name("", "abcdef123456", "0123abcd-ef01") == "abcdef12-rot-0123abcd"
+    assert len(credential_name("n" * 200, "x", "0123abcd")) == 80 + len("-rot-0123abcd")
 
 
 def test_run_succeeds_once_and_a_redelivery_publishes_nothing(parts: Parts) -> None:
@@ -148,25 +186,28 @@ def test_run_succeeds_once_and_a_redelivery_publishes_nothing(parts: Parts) -> N
     assert parts.workflow.run(rid, dest, gate, final_attempt=False) == "succeeded"
     record = parts.record(rid)
     assert parts.dest(dest)["authCredential"] == record.get("new_credential_id")
-    assert gate.checks == 3  # recording the old credential, before the POST and the PATCH
+    # Fenced writes: the old credential, issue started, the secret id, the name before the
+    # POST, and the switch before the PATCH.
+    assert gate.checks == 5
     assert parts.workflow.run(rid, dest, gate, final_attempt=False) == "succeeded"  # redelivered
-    assert parts.outcomes() == ["started", "succeeded"]
+    assert parts.outcomes() == ["started", "switched", "succeeded"]
     assert len(parts.after) == 2 and parts.after[0].outcome == "succeeded"  # idempotent hook
     assert parts.store.created_by_us(str(record.get("new_credential_id")))
     assert parts.journal_kinds() == [
-        "get_destination", "list_credentials", "create_credential", "patch_destination",
+        "get_destination", "get_credential", "create_credential", "get_destination",
+        "patch_destination",
     ]  # fmt: skip
 
 
-def test_issue_twice_finds_its_own_credential(parts: Parts) -> None:
+def test_a_lost_create_reply_finds_its_own_credential_by_name(parts: Parts) -> None:
     (dest,) = parts.sandbox.control.seed(1)
     rid = parts.claim(dest)
-    record = parts.record(rid)
-    destination, env, old = parts.steps.read(record, parts.gate())
-    first = parts.steps.issue(parts.record(rid), destination, env, old, parts.source, parts.gate())
-    parts.store.write(parts.record(rid), new_credential_id="")  # as if the update was lost
-    again = parts.steps.issue(parts.record(rid), destination, env, old, parts.source, parts.gate())
-    assert first == again
+    _, _, old_id = parts.steps.read(parts.record(rid), parts.gate())
+    old = parts.steps.old_credential(old_id)
+    issued = parts.source.issue(IssueRequest(dest, rid, "env", old.strategy))
+    first = parts.steps.create(parts.record(rid), old, issued, "generate", parts.gate())
+    parts.store.write(parts.record(rid), new_credential_id="")  # as if the reply was lost
+    assert parts.steps.new_credential(parts.record(rid)) == first  # found by its unique name
     assert parts.journal_kinds().count("create_credential") == 1
 
 
@@ -182,13 +223,15 @@ def test_drift_is_detected_and_never_overwritten(parts: Parts) -> None:
     assert parts.outcomes() == ["started", "drift_detected", "failed"]
 
 
-def test_roll_back_after_the_switch_restores_the_old_credential(parts: Parts) -> None:
+def test_undo_after_the_switch_restores_the_old_credential(parts: Parts) -> None:
     (dest,) = parts.sandbox.control.seed(1)
     old = parts.dest(dest)["authCredential"]
     rid = parts.claim(dest)
     assert parts.workflow.run(rid, dest, parts.gate(), final_attempt=False) == "succeeded"
     new = parts.record(rid).get("new_credential_id")
-    done = parts.steps.roll_back(parts.record(rid), parts.gate())
+    record = parts.record(rid)
+    done = parts.steps.switch_back(record, parts.gate())
+    done += parts.steps.discard_new(record, parts.gate())
     assert done == [f"switched back to {old}", f"deleted {new}"]
     assert parts.dest(dest)["authCredential"] == old
     ids = [c["id"] for c in parts.sandbox.control.state()["credentials"]]
@@ -203,8 +246,8 @@ def test_transient_errors_retry_then_need_attention(parts: Parts) -> None:
         parts.workflow.run(rid, dest, parts.gate(), final_attempt=False)
     assert parts.record(rid).outcome is None
     assert parts.workflow.run(rid, dest, parts.gate(), final_attempt=True) == "needs_attention"
-    state = parts.store.destination_state(dest)
-    assert state["needs_attention"] and state["last_outcome"] == "needs_attention"
+    state = DestinationStates(parts.client, Keys()).get(dest)
+    assert state.needs_attention and state.last_outcome == "needs_attention"
     assert parts.record(rid).attempt == 2
     assert parts.outcomes() == ["started", "needs_attention"]
 
@@ -230,3 +273,19 @@ def test_secret_source_failure_fails_without_leftovers(parts: Parts) -> None:
     assert parts.dest(dest)["authCredential"] == old
     assert [c["id"] for c in parts.sandbox.control.state()["credentials"]] == [old]
     assert parts.record(rid).get("error_class") == "SecretSourceError"
+
+
+def test_an_unexpected_error_ends_in_needs_attention_once(parts: Parts) -> None:
+    """A bug (here: a source raising ValueError) never leaves a rotation running."""
+    (dest,) = parts.sandbox.control.seed(1)
+    rid = parts.claim(dest)
+
+    class Buggy(RehearsedGenerate):
+        def issue(self, request: IssueRequest) -> IssuedSecret:
+            raise ValueError("field 'foo' is not documented for OAuth_2.0_2-legged")
+
+    parts.source = Buggy()
+    assert parts.workflow.run(rid, dest, parts.gate(), final_attempt=False) == "needs_attention"
+    assert parts.record(rid).get("error_class") == "ValueError"
+    assert parts.outcomes() == ["started", "needs_attention"]
+    assert parts.store.active(dest) is None  # the claim is released

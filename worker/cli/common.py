@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
-from typing import TypeVar
 
 import click
 import redis
@@ -12,21 +11,22 @@ import typer
 from rich.console import Console
 
 from config.settings import Settings, load_settings
-from worker.errors import ConfigError, RotatorError, UsageError
+from worker.errors import ConfigError, RotatorError
+from worker.logging import configure_logging
+from worker.runtime import Runtime
+from worker.store.connection import open_redis_checked
 
 __all__ = [
     "console",
     "err_console",
-    "fail",
-    "open_redis",
+    "open_runtime",
     "run_cli",
     "settings_or_exit",
+    "warn",
 ]
 
 console = Console(soft_wrap=True, highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-T = TypeVar("T")
 
 # Typer >= 0.20 vendors its own click (``typer._click``): its usage errors are not click's.
 _USAGE_ERRORS: tuple[type[Exception], ...] = (click.exceptions.UsageError,)
@@ -40,7 +40,11 @@ except ImportError:  # pragma: no cover - older Typer uses click itself
 
 
 def run_cli(app: typer.Typer) -> int:
-    """Run the Typer app; expected errors become one line on stderr and an exit code."""
+    """Run the Typer app; expected errors become one line on stderr and an exit code.
+
+    Log lines go to stderr, warnings and worse only (stdout is the command's output, which
+    scripts parse); ``worker``, ``beat`` and ``metrics`` set up their own logging."""
+    configure_logging("auto", "WARNING")
     try:
         result = app(standalone_mode=False)
     except _USAGE_ERRORS as exc:
@@ -64,17 +68,28 @@ def run_cli(app: typer.Typer) -> int:
     except redis.ConnectionError as exc:
         _error_line(f"cannot reach Redis: {exc}")
         return 1
+    finally:
+        _close_runtimes()
     return result if isinstance(result, int) else 0
+
+
+#: Runtimes the running command opened; closed when it ends (pending metrics written).
+_opened: list[Runtime] = []
+
+
+def _close_runtimes() -> None:
+    while _opened:
+        with contextlib.suppress(Exception):  # closing must not mask the command's result
+            _opened.pop().close()
 
 
 def _error_line(message: str) -> None:
     sys.stderr.write(f"rotator: error: {message}\n")
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one line on stderr and return the Exit to raise (``raise fail(...)``)."""
-    _error_line(message)
-    return typer.Exit(code)
+def warn(message: str) -> None:
+    """One warning line on stderr (the command goes on)."""
+    sys.stderr.write(f"rotator: warning: {message}\n")
 
 
 def settings_or_exit(*, need_redox: bool = False) -> Settings:
@@ -85,27 +100,9 @@ def settings_or_exit(*, need_redox: bool = False) -> Settings:
     return settings
 
 
-def open_redis(settings: Settings, *, decode: bool = True) -> redis.Redis:
-    """A Redis client for the command, checked with PING (one-line error if unreachable)."""
-    client = redis.Redis.from_url(
-        settings.redis_dsn,
-        decode_responses=decode,
-        socket_connect_timeout=5,
-        socket_timeout=30,
-        health_check_interval=30,
-    )
-    try:
-        client.ping()
-    except redis.AuthenticationError:
-        raise UsageError("Redis refused the password in ROTATOR_REDIS_URL") from None
-    except redis.ConnectionError as exc:
-        raise RotatorError(f"cannot reach Redis at ROTATOR_REDIS_URL: {exc}") from None
-    return client
-
-
-def validated(parse: Callable[[str], T], value: str, what: str) -> T:
-    """Parse a CLI value, turning ValueError into a UsageError naming the argument."""
-    try:
-        return parse(value)
-    except ValueError as exc:
-        raise UsageError(f"{what}: {exc}") from None
+def open_runtime(settings: Settings) -> Runtime:
+    """The command's Runtime on a Redis checked with PING (one-line error if unreachable);
+    closed when the command ends, so the Redox calls it made are counted in the metrics."""
+    runtime = Runtime.build(settings, open_redis_checked(settings))
+    _opened.append(runtime)
+    return runtime

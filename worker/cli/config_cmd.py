@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from rich.table import Table
 
 from config.settings import Settings, load_settings, mask_url, redox_problems
-from worker.cli.common import console, err_console
+from worker.cli.common import console, err_console, warn
 from worker.errors import ConfigError
 
 __all__ = ["effective_settings", "register"]
@@ -48,6 +48,9 @@ def check(json_output: bool = typer.Option(False, "--json", help="Print JSON."))
     rows = effective_settings(settings)
     if json_output:
         console.print_json(json.dumps({"settings": rows, "problems": problems}))
+    elif not console.is_terminal:  # a pipe or a file: one NAME=value line each, never folded
+        for name, value in rows.items():
+            typer.echo(f"{name}={value}")
     else:
         table = Table(title="Effective settings")
         table.add_column("setting", no_wrap=True, min_width=42)  # never cut a name short
@@ -59,6 +62,11 @@ def check(json_output: bool = typer.Option(False, "--json", help="Print JSON."))
         if not json_output:
             err_console.print(f"{len(problems)} problem(s):")
         raise ConfigError(problems)
+    if settings.secret_source.kind is None:
+        warn(
+            "ROTATOR_SECRET_SOURCE__KIND is not set: only destinations whose registry entry "
+            "names a secret_source will rotate (the others are refused, needs_attention)"
+        )
     if not json_output:
         console.print("[green]OK[/green]: settings are complete")
 

@@ -6,9 +6,9 @@ import json
 
 import typer
 
-from worker.cli.common import console, open_redis, settings_or_exit
-from worker.events import EventStream, StreamEntry, format_event
-from worker.store.keys import Keys
+from worker.cli.common import console, open_runtime, settings_or_exit
+from worker.errors import UsageError
+from worker.events import StreamEntry, format_event
 
 __all__ = ["register"]
 
@@ -20,10 +20,8 @@ def events(
     limit: int = typer.Option(1000, "--limit", min=1, help="Most events to print (not with -f)."),
 ) -> None:
     """Show the result events (CloudEvents) in the Redis Stream ``rotator:events``."""
-    settings = settings_or_exit()
-    keys = Keys(settings.key_prefix)
-    stream = EventStream(open_redis(settings), keys, maxlen=settings.events.stream_maxlen)
     _check_stream_id(since)
+    stream = open_runtime(settings_or_exit()).events
 
     def show(entry: StreamEntry) -> None:
         if json_output:
@@ -42,8 +40,6 @@ def events(
 
 
 def _check_stream_id(value: str) -> None:
-    from worker.errors import UsageError
-
     head, _, tail = value.partition("-")
     if not head.isdigit() or (tail and not tail.isdigit()):
         raise UsageError(f"invalid --since {value!r} (a stream id such as 1700000000000-0)")

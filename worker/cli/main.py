@@ -20,6 +20,7 @@ from worker.cli import (
     status_cmd,
     tooling_cmd,
 )
+from worker.cli.common import run_cli
 
 app = typer.Typer(
     name="rotator",
@@ -46,6 +47,4 @@ for _module in COMMAND_MODULES:
 
 def main() -> None:
     """Run the CLI; expected errors exit with their code and one line, never a traceback."""
-    from worker.cli.common import run_cli
-
     sys.exit(run_cli(app))

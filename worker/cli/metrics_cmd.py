@@ -14,10 +14,12 @@ from wsgiref.simple_server import WSGIServer
 
 import redis
 import typer
+from prometheus_client import CollectorRegistry, start_http_server
 
-from worker.cli.common import console, open_redis, settings_or_exit
+from worker.cli.common import console, open_runtime, settings_or_exit
 from worker.errors import UsageError
 from worker.logging import configure_logging, get_logger
+from worker.metrics import RedisCollector
 from worker.store.keys import Keys
 
 __all__ = ["register", "serve_metrics"]
@@ -27,9 +29,6 @@ log = get_logger(__name__)
 
 def serve_metrics(client: redis.Redis, keys: Keys, host: str, port: int) -> WSGIServer:
     """Start the HTTP exporter in a thread; return its server (call ``shutdown()`` on it)."""
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    from worker.metrics import RedisCollector
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(client, keys))
@@ -49,8 +48,9 @@ def metrics(
     """Serve Prometheus metrics on http://HOST:PORT/metrics, read from Redis per scrape."""
     settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
-    client = open_redis(settings)
-    server = serve_metrics(client, Keys(settings.key_prefix), host, port)
+    runtime = open_runtime(settings)
+    client = runtime.redis
+    server = serve_metrics(client, runtime.keys, host, port)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

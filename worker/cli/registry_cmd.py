@@ -7,8 +7,6 @@ mapped by :func:`worker.cli.common.run_cli` to one line per problem on stderr an
 
 from __future__ import annotations
 
-import random
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -18,11 +16,11 @@ from rich.console import Console
 from rich.table import Table
 
 from config.durations import format_duration, format_window
-from config.registry import DestinationPolicy, Registry, load_registry
-from worker.cli.common import open_redis, settings_or_exit
+from config.registry import Registry, load_registry
+from config.settings import Settings
+from worker.cli.common import open_runtime, settings_or_exit, warn
 from worker.errors import StoreUnavailable, UsageError
-from worker.scheduling.store import ScheduleStore
-from worker.store.keys import Keys
+from worker.scheduling.beat import sync_registry
 
 __all__ = ["policy_table", "register"]
 
@@ -45,10 +43,10 @@ def check(
 ) -> None:
     """Validate FILE and show each destination's resolved policy."""
     registry = load_registry(file)
-    policies = registry.policies()
+    settings = settings_or_exit()
     if not quiet:
-        Console().print(policy_table(policies))
-    typer.echo(_summary(registry))
+        Console().print(policy_table(registry, settings))
+    typer.echo(_summary(registry, settings))
 
 
 @registry_app.command("sync")
@@ -64,32 +62,48 @@ def sync(
     if path is None:
         raise UsageError("no registry file: pass FILE or set ROTATOR_REGISTRY_PATH")
     registry = load_registry(path)
-    client = open_redis(settings)
+    runtime = open_runtime(settings.model_copy(update={"registry_path": path}))
     try:
-        report = ScheduleStore(client, Keys(settings.key_prefix)).sync(
-            registry.policies(),
-            time.time(),
-            random.SystemRandom(),
-            catchup_seconds=settings.scheduler.catchup_seconds,
-        )
+        report = sync_registry(runtime)
     except redis.RedisError as exc:
         raise StoreUnavailable(f"cannot sync the schedule to Redis: {exc}") from None
     finally:
-        client.close()
-    typer.echo(_summary(registry))
+        runtime.close()
+    typer.echo(_summary(registry, settings))
     typer.echo(f"synced: {report}")
 
 
-def _summary(registry: Registry) -> str:
+def _summary(registry: Registry, settings: Settings) -> str:
+    """The summary line; destinations without a secret source are warned about on stderr."""
     policies = registry.policies()
     paused = sum(1 for p in policies if p.paused and p.enabled)
     disabled = sum(1 for p in policies if not p.enabled)
     extra = f", {disabled} disabled" if disabled else ""
+    sourceless = [
+        p.destination_id
+        for p in policies
+        if p.enabled and source_kind(registry, settings, p.destination_id) is None
+    ]
+    if sourceless:
+        shown = ", ".join(sourceless[:5]) + (" ..." if len(sourceless) > 5 else "")
+        warn(
+            f"{len(sourceless)} destination(s) have no secret source and will not rotate "
+            f"(set ROTATOR_SECRET_SOURCE__KIND or secret_source in the registry): {shown}"
+        )
     return f"OK: {len(policies)} destinations ({paused} paused{extra})"
 
 
-def policy_table(policies: list[DestinationPolicy]) -> Table:
+def source_kind(registry: Registry, settings: Settings, destination_id: str) -> str | None:
+    """The secret source kind a destination rotates with (registry, else Settings)."""
+    named = registry.secret_source(destination_id)
+    if named is not None:
+        return named.kind
+    return settings.secret_source.kind
+
+
+def policy_table(registry: Registry, settings: Settings) -> Table:
     """A Rich table of resolved policies (no secrets: the registry holds none)."""
+    policies = registry.policies()
     table = Table(title="Resolved destination policies")
     table.add_column("destination", no_wrap=True, min_width=36)
     table.add_column("environment", overflow="fold")
@@ -112,7 +126,7 @@ def policy_table(policies: list[DestinationPolicy]) -> Table:
             format_window(p.window) if p.window else "any time",
             format_duration(p.grace_seconds),
             p.retire,
-            p.secret_source.kind,
+            source_kind(registry, settings, p.destination_id) or "[red]none[/red]",
             state,
         )
     return table

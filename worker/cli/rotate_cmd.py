@@ -3,50 +3,31 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import typer
 
 from worker.celery_app import create_app
-from worker.cli.common import console, err_console, open_redis, settings_or_exit
+from worker.cli.common import console, err_console, open_runtime, settings_or_exit
+from worker.cli.fleet import rotate_fleet
 from worker.errors import UsageError
-from worker.events import TERMINAL_OUTCOMES, EventStream
-from worker.store.keys import Keys
-from worker.store.records import RotationStore
-from worker.trigger import check_destination_id, describe, request_rotation
+from worker.sharing import sharing
+from worker.trigger import check_destination_id, describe, request_rotation, wait_for_outcome
 
-__all__ = ["register", "wait_for_outcome"]
-
-
-def wait_for_outcome(
-    events: EventStream, store: RotationStore, rotation_id: str, since: str, timeout: float
-) -> dict[str, Any] | None:
-    """Follow the stream from ``since`` until the rotation's terminal event (None on timeout)."""
-    deadline = time.monotonic() + timeout
-    for entry in events.follow(since=since, block_ms=500):
-        if entry is not None:
-            event = entry.event
-            data = event.get("data") or {}
-            if data.get("rotationId") == rotation_id:
-                outcome = str(event.get("type", "")).rsplit(".", 1)[-1]
-                if outcome in TERMINAL_OUTCOMES:
-                    return event
-        record = store.record(rotation_id)
-        if record is not None and record.outcome and entry is None:
-            return {
-                "type": f"rotator.rotation.{record.outcome}",
-                "data": {"rotationId": rotation_id},
-            }
-        if time.monotonic() > deadline:
-            return None
-    return None
+__all__ = ["register"]
 
 
 def rotate(
     destination_id: str = typer.Argument(None, help="Redox destination id to rotate."),
     wait: bool = typer.Option(False, "--wait", help="Follow events until the rotation ends."),
-    timeout: float = typer.Option(300.0, "--timeout", min=1, help="Seconds --wait waits."),
+    timeout: float = typer.Option(
+        None, "--timeout", min=1, help="Seconds --wait waits (default: rehearsal + watch + 5 min)."
+    ),
+    retire_now: bool = typer.Option(
+        False,
+        "--retire-now",
+        help="Retire the old credential and its IdP secret right after the watch (after a leak).",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print JSON."),
     reason: str = typer.Option("", "--reason", help="Why (recorded with the rotation)."),
     all_destinations: bool = typer.Option(False, "--all", help="Rotate every known destination."),
@@ -58,37 +39,57 @@ def rotate(
     ),
     yes: bool = typer.Option(False, "--yes", help="With --all: do not ask for confirmation."),
 ) -> None:
-    """Rotate a destination's auth credential now; exit 0 on success, 1 on failure."""
+    """Rotate a destination's auth credential now; exit 0 on success, 1 on failure.
+
+    With --wait it returns at the terminal event: after the switch, deliveries are watched
+    for ROTATOR_VERIFY__WATCH_SECONDS (15 min by default) before the rotation succeeds.
+    """
+    settings = settings_or_exit()
+    if timeout is None:
+        verify = settings.verify
+        timeout = verify.rehearsal_seconds + verify.watch_seconds + 2 * verify.poll_seconds + 300
     if all_destinations:
         if destination_id:
             raise UsageError("give either a DESTINATION_ID or --all, not both")
-        from worker.cli.fleet import rotate_fleet
-
-        raise typer.Exit(rotate_fleet(environment, concurrency, yes, reason, timeout, json_output))
+        code = rotate_fleet(
+            settings, environment, concurrency, yes, reason, timeout, json_output, retire_now
+        )
+        raise typer.Exit(code)
     if environment is not None:
         raise UsageError("--environment only applies with --all")
     if not destination_id:
         raise UsageError("missing DESTINATION_ID (or use --all)")
     check_destination_id(destination_id)
-    settings = settings_or_exit()
-    client = open_redis(settings)
-    keys = Keys(settings.key_prefix)
-    store = RotationStore(
-        client, keys, claim_ttl=settings.lock.claim_ttl_seconds,
-        stream_maxlen=settings.events.stream_maxlen,
-    )  # fmt: skip
-    events = EventStream(client, keys, maxlen=settings.events.stream_maxlen)
+    runtime = open_runtime(settings)
+    runtime.sources.source_for(destination_id)  # no secret source: exit 2, nothing sent
+    store, events = runtime.store, runtime.events
+    shared = sharing(runtime, destination_id) if not json_output else None  # before it moves
     since = events.last_id()
     claim = request_rotation(
-        create_app(settings), store, destination_id, trigger="operator", reason=reason
-    )
+        create_app(settings), store, destination_id, trigger="operator", reason=reason,
+        retire_now=retire_now,
+    )  # fmt: skip
     summary = describe(claim, destination_id)
+    if shared is not None and shared.others:
+        err_console.print(
+            f"note: credential {shared.credential_id} is shared with {', '.join(shared.others)}: "
+            "they keep it until their own rotation adopts the new one; it retires when none uses it"
+        )
     if not wait:
         _print_claim(summary, json_output)
         return
     if not json_output:
         _print_claim(summary, False)
-    event = wait_for_outcome(events, store, claim.rotation_id, since, timeout)
+
+    def switched(event: dict[str, Any]) -> None:
+        if not json_output:
+            data = event.get("data") or {}
+            console.print(
+                f"switched to {data.get('newCredentialId')}; watching deliveries for "
+                f"{settings.verify.watch_seconds:g}s"
+            )
+
+    event = wait_for_outcome(events, store, claim.rotation_id, since, timeout, on_switched=switched)
     if event is None:
         summary["outcome"] = "timeout"
         _emit(summary, json_output, f"timed out after {timeout:g}s waiting for {claim.rotation_id}")

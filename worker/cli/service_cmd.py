@@ -1,29 +1,23 @@
 """``rotator worker`` and ``rotator beat``: the long-running service processes.
 
-``beat`` syncs the registry (ROTATOR_REGISTRY_PATH) at start, then sends ``enqueue_due``
-every ``ROTATOR_SCHEDULER__TICK_SECONDS`` and ``retire_due`` every three ticks.
+``beat`` syncs the registry (ROTATOR_REGISTRY_PATH) at start, then runs its jobs every
+``ROTATOR_SCHEDULER__TICK_SECONDS`` in its own process (see :mod:`worker.scheduling.beat`).
 """
 
 from __future__ import annotations
 
-import random
-import time
-
-import redis
 import typer
 from celery import Celery
 
 from config.celery import HOUSEKEEPING_QUEUE, ROTATION_QUEUE
-from config.registry import load_registry
 from config.settings import Settings
 from worker.celery_app import create_app
 from worker.cli.common import settings_or_exit
 from worker.logging import configure_logging, get_logger
-from worker.runtime import open_redis_client
-from worker.scheduling.store import ScheduleStore
-from worker.store.keys import Keys
+from worker.runtime import Runtime
+from worker.scheduling.beat import beat_schedule, sync_registry
 
-__all__ = ["register", "sync_registry"]
+__all__ = ["beat_app", "register"]
 
 log = get_logger(__name__)
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -51,62 +45,11 @@ def worker(
     app.worker_main(argv=argv)
 
 
-def sync_registry(settings: Settings) -> str | None:
-    """Load the registry file (if configured) into Redis and spread what fell due while
-    beat was down over the catch-up period; return the report line."""
-    if settings.registry_path is None:
-        return None
-    registry = load_registry(settings.registry_path)
-    client = open_redis_client(settings)
-    keys = Keys(settings.key_prefix)
-    rng = random.SystemRandom()
-    catchup = settings.scheduler.catchup_seconds
-    try:
-        store = ScheduleStore(client, keys)
-        report = store.sync(
-            registry.policies(),
-            time.time(),
-            rng,
-            catchup_seconds=catchup,
-            last_rotated=lambda ident: _last_success(client, keys, ident),
-        )
-        store.spread_overdue(time.time(), catchup, rng)
-    finally:
-        client.close()
-    return str(report)
-
-
-def _last_success(client: redis.Redis, keys: Keys, destination_id: str) -> float | None:
-    """When the destination last rotated successfully (its state hash), or None."""
-    raw = client.hget(keys.destination(destination_id), "last_success_at")
-    try:
-        return float(str(raw)) if raw else None
-    except ValueError:
-        return None
-
-
-def retire_every(tick_seconds: float) -> float:
-    """How often beat runs ``retire_due``: three enqueue ticks (15 s at the default tick)."""
-    return max(1.0, tick_seconds * 3)
-
-
 def beat_app(settings: Settings) -> Celery:
-    """The Celery app with the two periodic housekeeping tasks scheduled.
-
-    The tick is ``ROTATOR_SCHEDULER__TICK_SECONDS``. Each message expires after four ticks,
-    so a backlog (worker down) never replays a burst of stale ticks.
-    """
+    """The Celery app with beat's schedule (every entry a local job, see
+    :mod:`worker.scheduling.beat`)."""
     app = create_app(settings)
-    tick = settings.scheduler.tick_seconds
-    retire = retire_every(tick)
-    app.conf.beat_schedule = {
-        "enqueue-due": {"task": "enqueue_due", "schedule": tick, "options": {"expires": tick * 4}},
-        "retire-due": {
-            "task": "retire_due",
-            "schedule": retire,
-            "options": {"expires": retire * 4},
-        },
-    }
+    app.conf.beat_schedule = beat_schedule(settings.scheduler.tick_seconds)
     return app
 
 
@@ -114,16 +57,17 @@ def beat(ctx: typer.Context) -> None:
     """Start the scheduler: syncs the registry, then enqueues due rotations every tick."""
     settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
-    report = sync_registry(settings)
+    runtime = Runtime.build(settings)
+    try:
+        report = sync_registry(runtime)
+    finally:
+        runtime.close()
     if report is not None:
-        log.info("registry synced", report=report)
+        log.info("registry synced", report=str(report))
     app = beat_app(settings)
-    # Both entries are short intervals, so nothing is worth persisting: the in-memory
-    # scheduler needs no shelve file, and two beats (e.g. on one host) cannot clash on one.
-    # Running two beats is safe: enqueue_due and retire_due claim entries atomically.
     argv = [
         "beat",
-        "--scheduler", "celery.beat:Scheduler",
+        "--scheduler", "worker.scheduling.beat:RotatorScheduler",
         "--loglevel", settings.log_level,
         *ctx.args,
     ]  # fmt: skip

@@ -13,11 +13,13 @@ import json
 import time
 from collections.abc import Callable
 from http.cookiejar import CookieJar
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+from urllib.parse import quote, urlencode
 
 import httpx
 
 from config.settings import RedoxSettings, RetrySettings
+from worker import guard
 from worker.errors import (
     BadRedoxResponse,
     RateLimited,
@@ -27,6 +29,7 @@ from worker.errors import (
     RedoxUnavailable,
 )
 from worker.logging import redact_text
+from worker.redox.logs import PAGE_SIZE, SEARCH_FIELDS, LogPage, parse_log_page
 from worker.redox.models import (
     AuthCredential,
     Destination,
@@ -38,13 +41,25 @@ from worker.redox.models import (
     validate_model,
 )
 from worker.redox.retry import call_with_retry, retry_after_seconds
+from worker.redox.status import StatusClass, classify_status
 from worker.redox.token import TokenProvider
 
 __all__ = ["CallObserver", "Pacer", "RedoxClient"]
 
+#: What a call reads of a 2xx reply: the ``payload`` object, nothing, or the whole document.
+Reply = Literal["payload", "none", "document"]
+
+
+def _seg(value: str) -> str:
+    """An id as one URL path segment: percent-encoded, so ``x/../y`` stays one segment and
+    never reaches another resource (``/`` included)."""
+    return quote(value, safe="")
+
+
 #: Largest reply we read; a credential call never needs more (Redox's own cap is 10+ MB).
 MAX_REPLY_BYTES = 4 * 1024 * 1024
-TRANSIENT_STATUSES = frozenset({408, 500, 502, 503, 504})
+#: The calls that change something in Redox: each attempt is fenced by the run's lease.
+WRITES = frozenset({"patch_destination", "create_credential", "delete_credential"})
 
 #: Called after every HTTP exchange with (call kind, status or None, seconds).
 CallObserver = Callable[[str, int | None, float], None]
@@ -57,8 +72,8 @@ class Pacer(Protocol):
         """Block until a request may be sent; return the seconds waited."""
         ...
 
-    def throttled(self, retry_after: float | None) -> None:
-        """Redox answered 429: slow every worker down."""
+    def throttled(self, retry_after: float | None, limit: str | None = None) -> None:
+        """Redox answered 429 (``limit``: its X-RateLimit-Limit): slow every worker down."""
         ...
 
 
@@ -86,13 +101,16 @@ class RedoxClient:
         self._retry = retry
         self._pacer = pacer
         self._observer = observer
+        self._timeouts = httpx.Timeout(
+            connect=redox.connect_timeout,
+            read=redox.read_timeout,
+            write=redox.write_timeout,
+            pool=redox.pool_timeout,
+        )
+        # The most one exchange may take, a reply trickled a byte at a time included.
+        self._call_seconds = redox.connect_timeout + redox.write_timeout + redox.read_timeout
         self._http = httpx.Client(
-            timeout=httpx.Timeout(
-                connect=redox.connect_timeout,
-                read=redox.read_timeout,
-                write=redox.write_timeout,
-                pool=redox.pool_timeout,
-            ),
+            timeout=self._timeouts,
             limits=httpx.Limits(
                 max_connections=redox.max_connections,
                 max_keepalive_connections=redox.max_connections,
@@ -115,13 +133,15 @@ class RedoxClient:
     def get_destination(self, destination_id: str) -> Destination:
         """GET /v1/destinations/{id}."""
         what = f"GET destination {destination_id}"
-        payload = self._retried("get_destination", "GET", f"/v1/destinations/{destination_id}")
+        payload = self._retried(
+            "get_destination", "GET", f"/v1/destinations/{_seg(destination_id)}"
+        )
         return validate_model(Destination, pick_object(payload, ("destination",), what), what)
 
     def list_destinations(self, environment_id: str) -> list[Destination]:
         """GET /v1/environments/{id}/destinations."""
         what = f"list destinations of {environment_id}"
-        path = f"/v1/environments/{environment_id}/destinations"
+        path = f"/v1/environments/{_seg(environment_id)}/destinations"
         payload = self._retried("list_destinations", "GET", path)
         return [
             validate_model(Destination, item, what)
@@ -134,7 +154,7 @@ class RedoxClient:
         payload = self._retried(
             "patch_destination",
             "PATCH",
-            f"/v1/destinations/{destination_id}",
+            f"/v1/destinations/{_seg(destination_id)}",
             body={"authCredential": auth_credential},
         )
         return validate_model(Destination, pick_object(payload, ("destination",), what), what)
@@ -147,7 +167,7 @@ class RedoxClient:
         """GET /v1/environments/{id}/authcredentials; with ``where``, only the raw items it
         accepts are validated and returned (an environment can hold thousands)."""
         what = f"list auth credentials of {environment_id}"
-        path = f"/v1/environments/{environment_id}/authcredentials"
+        path = f"/v1/environments/{_seg(environment_id)}/authcredentials"
         payload = self._retried("list_credentials", "GET", path)
         key = "credentials" if "credentials" in payload else "authCredentials"
         items = pick_list(payload, key, what)
@@ -165,7 +185,8 @@ class RedoxClient:
     def get_auth_credential(self, credential_id: str) -> AuthCredential:
         """GET /v1/authcredentials/{id} (path inferred, see redox-api.md §3)."""
         what = f"GET auth credential {credential_id}"
-        payload = self._retried("get_credential", "GET", f"/v1/authcredentials/{credential_id}")
+        path = f"/v1/authcredentials/{_seg(credential_id)}"
+        payload = self._retried("get_credential", "GET", path)
         item = pick_object(payload, ("credential", "authCredential"), what)
         return validate_model(AuthCredential, item, what)
 
@@ -182,7 +203,10 @@ class RedoxClient:
     def delete_auth_credential(self, credential_id: str) -> None:
         """DELETE /v1/authcredentials/{id}; refused by Redox while a destination uses it."""
         self._retried(
-            "delete_credential", "DELETE", f"/v1/authcredentials/{credential_id}", envelope=False
+            "delete_credential",
+            "DELETE",
+            f"/v1/authcredentials/{_seg(credential_id)}",
+            reply="none",
         )
 
     def list_auth_strategies(self) -> dict[str, tuple[str, ...]]:
@@ -203,12 +227,35 @@ class RedoxClient:
     def list_environments(self, organization_id: int) -> list[Environment]:
         """GET /v1/organizations/{id}/environments."""
         what = f"list environments of organization {organization_id}"
-        path = f"/v1/organizations/{organization_id}/environments"
+        path = f"/v1/organizations/{_seg(str(organization_id))}/environments"
         payload = self._retried("list_environments", "GET", path)
         return [
             validate_model(Environment, item, what)
             for item in pick_list(payload, "environments", what)
         ]
+
+    # -- logs ---------------------------------------------------------------------------
+
+    def search_logs(
+        self,
+        environment_id: str,
+        filters: dict[str, str],
+        *,
+        cursor: str | None = None,
+        count: int = PAGE_SIZE,
+    ) -> LogPage:
+        """POST /v1/environments/{id}/logs/search/metadata: one page of matching logs
+        (documented single-string fields only; read tolerantly, see :mod:`.logs`)."""
+        unknown = sorted(set(filters) - SEARCH_FIELDS)
+        if unknown or not all(isinstance(v, str) for v in filters.values()):
+            raise ValueError(f"log search takes documented string fields only, not {unknown}")
+        query = {"_count": str(min(max(count, 1), PAGE_SIZE))}
+        if cursor is not None:
+            query["_cursor"] = cursor
+        path = f"/v1/environments/{_seg(environment_id)}/logs/search/metadata?{urlencode(query)}"
+        what = f"search logs of {environment_id}"
+        data = self._retried("search_logs", "POST", path, dict(filters), reply="document")
+        return parse_log_page(data, what)
 
     # -- transport ----------------------------------------------------------------------
 
@@ -219,10 +266,10 @@ class RedoxClient:
         path: str,
         body: dict[str, Any] | None = None,
         *,
-        envelope: bool = True,
+        reply: Reply = "payload",
     ) -> dict[str, Any]:
         return call_with_retry(
-            self._retry, kind, lambda: self._once(kind, method, path, body, envelope=envelope)
+            self._retry, kind, lambda: self._once(kind, method, path, body, reply=reply)
         )
 
     def _once(
@@ -232,7 +279,7 @@ class RedoxClient:
         path: str,
         body: dict[str, Any] | None,
         *,
-        envelope: bool = True,
+        reply: Reply = "payload",
         detail: bool = True,
     ) -> dict[str, Any]:
         """One logical request: at most two HTTP exchanges (a 401 refreshes the token once)."""
@@ -243,38 +290,67 @@ class RedoxClient:
             if status == 401 and not refreshed:
                 self.tokens.invalidate(token)
                 continue
-            return self._interpret(what, status, raw, headers, envelope=envelope, detail=detail)
+            return self._interpret(what, status, raw, headers, reply=reply, detail=detail)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _pace(self) -> None:
         if self._pacer is not None:
             self._pacer.acquire()
 
-    def _throttled(self, retry_after: float | None) -> None:
+    def _throttled(self, retry_after: float | None, limit: str | None = None) -> None:
         if self._pacer is not None:
-            self._pacer.throttled(retry_after)
+            self._pacer.throttled(retry_after, limit)
 
     def _exchange(
         self, kind: str, method: str, path: str, body: dict[str, Any] | None, token: str
     ) -> tuple[int, bytes, httpx.Headers]:
+        what = f"{method} {path}"
         self._pace()
+        # After the limiter's wait, right before sending: the run's deadline, and for a
+        # write its lease (a worker replaced while it waited must not write).
+        if kind in WRITES:
+            guard.before_write(what)
+        else:
+            guard.check_time(what)
         started = time.perf_counter()
         headers = {"Authorization": f"Bearer {token}"}
         try:
-            with self._http.stream(method, self._base + path, json=body, headers=headers) as reply:
-                raw = _read_capped(reply, f"{method} {path}")
+            with self._http.stream(
+                method, self._base + path, json=body, headers=headers, timeout=self._timeout()
+            ) as reply:
+                raw = guard.read_reply(
+                    reply,
+                    seconds=self._call_seconds,
+                    max_bytes=MAX_REPLY_BYTES,
+                    too_big=lambda: BadRedoxResponse(
+                        f"{what}: reply larger than {MAX_REPLY_BYTES // 1024} KiB"
+                    ),
+                    too_slow=lambda: RedoxUnavailable(f"{what}: reply too slow"),
+                )
                 status, reply_headers = reply.status_code, reply.headers
         except httpx.TimeoutException:
             self._observe(kind, None, started)
-            raise RedoxUnavailable(f"{method} {path}: timed out") from None
+            raise RedoxUnavailable(f"{what}: timed out") from None
         except httpx.TransportError as exc:
             self._observe(kind, None, started)
-            raise RedoxUnavailable(f"{method} {path}: {type(exc).__name__}") from None
+            raise RedoxUnavailable(f"{what}: {type(exc).__name__}") from None
         except httpx.DecodingError:
             self._observe(kind, None, started)
-            raise BadRedoxResponse(f"{method} {path}: reply body cannot be decoded") from None
+            raise BadRedoxResponse(f"{what}: reply body cannot be decoded") from None
+        except (RedoxUnavailable, BadRedoxResponse):
+            self._observe(kind, None, started)
+            raise
         self._observe(kind, status, started)
         return status, raw, reply_headers
+
+    def _timeout(self) -> httpx.Timeout:
+        """The client's timeouts, none longer than what is left of the run."""
+        return httpx.Timeout(
+            connect=guard.call_seconds(self._timeouts.connect or 5.0),
+            read=guard.call_seconds(self._timeouts.read or 20.0),
+            write=guard.call_seconds(self._timeouts.write or 10.0),
+            pool=guard.call_seconds(self._timeouts.pool or 10.0),
+        )
 
     def _observe(self, kind: str, status: int | None, started: float) -> None:
         if self._observer is not None:
@@ -287,44 +363,38 @@ class RedoxClient:
         raw: bytes,
         headers: httpx.Headers,
         *,
-        envelope: bool,
+        reply: Reply,
         detail: bool,
     ) -> dict[str, Any]:
-        if 200 <= status < 300:
-            if not envelope:
+        kind = classify_status(status)
+        if kind is StatusClass.OK:
+            if reply == "none":
                 return {}
             try:
                 data = json.loads(raw)
             except ValueError:
-                kind = headers.get("content-type", "unknown type").split(";")[0]
-                raise BadRedoxResponse(f"{what}: reply is not JSON ({kind})") from None
+                media = headers.get("content-type", "unknown type").split(";")[0]
+                raise BadRedoxResponse(f"{what}: reply is not JSON ({media})") from None
+            if reply == "document":
+                if not isinstance(data, dict):
+                    raise BadRedoxResponse(f"{what}: reply is not a JSON object")
+                return data
             return parse_payload(data, what)
         reason = _error_detail(raw) if detail else ""
         suffix = f": {reason}" if reason else ""
-        if status == 429:
+        if kind is StatusClass.RATE_LIMITED:
             retry_after = retry_after_seconds(headers.get("retry-after"))
-            self._throttled(retry_after)
+            self._throttled(retry_after, headers.get("x-ratelimit-limit"))
             raise RateLimited(f"{what}: rate limited (429)", retry_after=retry_after)
-        if status in TRANSIENT_STATUSES:
+        if kind is StatusClass.TRANSIENT:
             raise RedoxUnavailable(f"{what}: Redox answered {status}", status=status)
-        if status == 401:
+        if kind is StatusClass.AUTH:
             raise RedoxAuthFailed(f"{what}: 401 after a token refresh{suffix}", status=status)
-        if status == 404:
+        if kind is StatusClass.NOT_FOUND:
             raise RedoxNotFound(f"{what}: not found (404){suffix}", status=status)
-        if 400 <= status < 600:
+        if kind is StatusClass.REJECTED:
             raise RedoxRejected(f"{what}: Redox answered {status}{suffix}", status=status)
         raise BadRedoxResponse(f"{what}: unexpected status {status}")
-
-
-def _read_capped(reply: httpx.Response, what: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in reply.iter_bytes():
-        size += len(chunk)
-        if size > MAX_REPLY_BYTES:
-            raise BadRedoxResponse(f"{what}: reply larger than {MAX_REPLY_BYTES // 1024} KiB")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _error_detail(raw: bytes) -> str:

@@ -19,13 +19,14 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     stop_before_delay,
     wait_random_exponential,
 )
 
 from config.settings import RetrySettings
-from worker.errors import RateLimited, TransientError
+from worker.errors import RateLimited, RunTimedOut, TransientError
 from worker.logging import get_logger
 
 __all__ = ["call_with_retry", "retry_after_seconds", "retrying"]
@@ -84,7 +85,8 @@ def _log_retry(what: str) -> Callable[[RetryCallState], None]:
 def retrying(policy: RetrySettings, what: str) -> Retrying:
     """A tenacity ``Retrying`` for one logical Redox call named ``what``."""
     return Retrying(
-        retry=retry_if_exception_type(TransientError),
+        # A run out of time stops at once: its task resumes the rotation later.
+        retry=retry_if_exception_type(TransientError) & retry_if_not_exception_type(RunTimedOut),
         stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.max_seconds),
         wait=_WaitFullJitterOrRetryAfter(policy.backoff_initial, policy.backoff_max),
         before_sleep=_log_retry(what),

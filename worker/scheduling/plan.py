@@ -21,9 +21,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.registry import DestinationPolicy
+from worker.retirement import RetirementQueue
 from worker.scheduling.due import EARLIEST_FRACTION, cron_fire_after
+from worker.scheduling.store import ScheduleStore
 
-__all__ = ["CALLS_PER_RETIREMENT", "CALLS_PER_ROTATION", "Forecast", "forecast"]
+__all__ = [
+    "CALLS_PER_RETIREMENT",
+    "CALLS_PER_ROTATION",
+    "Forecast",
+    "forecast",
+    "plan_from_store",
+]
 
 CALLS_PER_ROTATION = 4
 CALLS_PER_RETIREMENT = 1
@@ -171,3 +179,29 @@ def _occurrences(policy: DestinationPolicy | None, first: float, until: float) -
             times.append(when)
             when = cron_fire_after(policy.cron, when)
     return times
+
+
+def plan_from_store(
+    schedule: ScheduleStore,
+    retirement: RetirementQueue,
+    *,
+    now: float,
+    hours: float,
+    budget_requests: int,
+    budget_window: float,
+    retire_every: float,
+) -> Forecast:
+    """:func:`forecast` over what Redis holds now: the schedule, the synced policies and
+    the retirement queue."""
+    until = now + hours * 3600.0
+    due = schedule.upcoming(until)
+    policies = {p.destination_id: p for p in schedule.all_policies()}
+    pending = [
+        (credential, when, retirement.job(credential).get("environment_id", ""))
+        for credential, when in retirement.pending()
+        if when <= until
+    ]
+    return forecast(
+        due, policies, pending, now=now, hours=hours,
+        budget_requests=budget_requests, budget_window=budget_window, retire_every=retire_every,
+    )  # fmt: skip

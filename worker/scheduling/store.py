@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from config.registry import DestinationPolicy
 from worker.scheduling.due import Rng, catchup_due, first_due
+from worker.store.destinations import DestinationState
 from worker.store.keys import Keys
 
 __all__ = ["ScheduleStore", "SyncReport"]
@@ -202,15 +203,15 @@ class ScheduleStore:
 
     def policy_and_state(
         self, destination_id: str
-    ) -> tuple[DestinationPolicy | None, dict[str, str]]:
-        """:meth:`policy` and the destination's state hash (last rotation, flags), in one
+    ) -> tuple[DestinationPolicy | None, DestinationState]:
+        """:meth:`policy` and the destination's state (last rotation, flags), in one
         round trip: what a finished rotation's follow-up decides on."""
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(self._keys.policy(destination_id))
             pipe.hgetall(self._keys.destination(destination_id))
             raw, state = pipe.execute()
         policy = None if raw is None else DestinationPolicy.model_validate_json(cast(str, raw))
-        return policy, {str(k): str(v) for k, v in state.items()}
+        return policy, DestinationState.from_hash(state)
 
     def all_policies(self) -> list[DestinationPolicy]:
         """Policies of every schedulable destination (the ``policies`` set), sorted by id."""

@@ -56,6 +56,9 @@ class IssueRequest:
     auth_strategy: str
     #: The OAuth client the credential authenticates as (its ``clientId``), if it has one.
     client_id: str | None = None
+    #: The client's secrets as the caller listed them just before the issue (None: not
+    #: listed); a source that must check its limit uses them instead of listing again.
+    existing: tuple[IdpSecret, ...] | None = None
 
 
 @dataclass(frozen=True)

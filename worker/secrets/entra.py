@@ -255,7 +255,15 @@ class EntraSource:
             token = self._graph_token()
             headers["Authorization"] = f"Bearer {token}"
             url = self._graph_base + path
-            reply = send(self._http, method, url, what=what, headers=headers, json_body=json_body)
+            reply = send(
+                self._http,
+                method,
+                url,
+                what=what,
+                headers=headers,
+                json_body=json_body,
+                write=method != "GET",
+            )
             if reply.status == 401 and not refreshed:
                 self._invalidate(token)
                 continue

@@ -42,6 +42,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from worker import guard
 from worker.errors import ConfigError, IdpUnavailable, SecretSourceError
 from worker.logging import REDACTED, get_logger, redact_text
 
@@ -172,11 +173,21 @@ def send(
     form: Mapping[str, str] | None = None,
     content: bytes | None = None,
     timeout: float | None = None,
+    write: bool = False,
 ) -> Reply:
-    """One HTTP exchange; timeouts and connection errors raise IdpUnavailable."""
-    extra: dict[str, Any] = {}
-    if timeout is not None:
-        extra["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+    """One HTTP exchange; timeouts and connection errors raise IdpUnavailable. A ``write``
+    (a secret created or revoked) is fenced by the running rotation's lease; every exchange
+    stops at the run's deadline (see :mod:`worker.guard`), a trickled reply included."""
+    if write:
+        guard.before_write(what)
+    else:
+        guard.check_time(what)
+    read = timeout if timeout is not None else (http.timeout.read or 10.0)
+    connect = min(read, http.timeout.connect or 5.0)
+    total = connect + 2 * read  # send the request, wait for the reply, read it
+    extra: dict[str, Any] = {
+        "timeout": httpx.Timeout(guard.call_seconds(read), connect=guard.call_seconds(connect))
+    }
     try:
         with http.stream(
             method,
@@ -188,7 +199,15 @@ def send(
             follow_redirects=False,
             **extra,
         ) as reply:
-            body = _read_capped(reply, what)
+            body = guard.read_reply(
+                reply,
+                seconds=total,
+                max_bytes=MAX_REPLY_BYTES,
+                too_big=lambda: SecretSourceError(
+                    f"{what}: reply larger than {MAX_REPLY_BYTES // 1024} KiB"
+                ),
+                too_slow=lambda: IdpUnavailable(f"{what}: reply too slow"),
+            )
             return Reply(reply.status_code, reply.headers, body)
     except httpx.TimeoutException:
         raise IdpUnavailable(f"{what}: timed out") from None
@@ -196,17 +215,6 @@ def send(
         raise IdpUnavailable(f"{what}: {type(exc).__name__}") from None
     except httpx.DecodingError:
         raise SecretSourceError(f"{what}: reply body cannot be decoded") from None
-
-
-def _read_capped(reply: httpx.Response, what: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in reply.iter_bytes():
-        size += len(chunk)
-        if size > MAX_REPLY_BYTES:
-            raise SecretSourceError(f"{what}: reply larger than {MAX_REPLY_BYTES // 1024} KiB")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def short(text: object, *, scrub: Iterable[str] = (), limit: int = 200) -> str:

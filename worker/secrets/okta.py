@@ -129,13 +129,13 @@ class OktaSource:
     def issue(self, request: IssueRequest) -> IssuedSecret:
         """Create a second secret (Okta generates it); IdpLimitReached if two exist."""
         app = require_client_id(request.client_id, "Okta")
-        current = self.existing(app)
+        current = self.existing(app) if request.existing is None else list(request.existing)
         if len(current) >= MAX_SECRETS:
             held = ", ".join(f"{s.id} ({s.status})" for s in current)
             raise IdpLimitReached(
                 f"Okta app {app} already holds {len(current)} client secrets ({held}), the "
-                "most Okta allows; the previous rotation's old secret is probably still in "
-                "its grace period: retire it (`rotator retire`) or delete one in Okta first"
+                "most Okta allows; one is probably an old credential's, in its grace period "
+                "(retire it: `rotator retire`) or kept by the retire policy (delete it in Okta)"
             )
         what = f"create Okta secret for {app}"
         reply = call_with_retry(
@@ -251,7 +251,15 @@ class OktaSource:
             "Authorization": f"SSWS {self._token.get_secret_value()}",
             "Content-Type": "application/json",
         }
-        reply = send(self._http, method, url, what=what, headers=headers, json_body=json_body)
+        reply = send(
+            self._http,
+            method,
+            url,
+            what=what,
+            headers=headers,
+            json_body=json_body,
+            write=method != "GET",
+        )
         self._note_rate(reply)
         if 200 <= reply.status < 300:
             return reply

@@ -95,7 +95,34 @@ class Keys:
         """Hash: counters read by ``rotator metrics`` (outcomes, Redox calls by status)."""
         return f"{self.prefix}:metrics"
 
+    def credential(self, credential_id: str) -> str:
+        """Hash: what the service knows of a credential it made (IdP secret id, client,
+        the credential it replaced); ids only."""
+        return f"{self.prefix}:credential:{credential_id}"
+
+    def client_credentials(self, source_kind: str, client_id: str) -> str:
+        """Set: the live credentials the service made for one OAuth client."""
+        return f"{self.prefix}:client:{source_kind}:{client_id}"
+
+    def successor(self, credential_id: str) -> str:
+        """String: the credential made to replace this one (siblings adopt it)."""
+        return f"{self.prefix}:successor:{credential_id}"
+
+    def client_lock(self, source_kind: str, client_id: str) -> str:
+        """Lock held while a new secret is issued for one OAuth client (siblings wait)."""
+        return f"{self.prefix}:client-lock:{source_kind}:{client_id}"
+
     @property
-    def beat_lock(self) -> str:
-        """Lock held by the beat process that runs ``enqueue_due``."""
-        return f"{self.prefix}:beat"
+    def watch(self) -> str:
+        """Sorted set: watched rotation id -> unix time of its next look."""
+        return f"{self.prefix}:watch"
+
+    @property
+    def runs(self) -> str:
+        """Sorted set: rotation id with a run started -> unix time by which that run (or
+        its scheduled retry) must show life, else beat resumes it (see scheduling.reaper)."""
+        return f"{self.prefix}:runs"
+
+    def worker(self, name: str) -> str:
+        """String with a TTL: a worker process's heartbeat (``*`` matches every one)."""
+        return f"{self.prefix}:worker:{name}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 import uuid
 from types import TracebackType
 from typing import Protocol
@@ -56,6 +57,11 @@ class Fence(Protocol):
 
     def write_fenced(self, key: str | None, mapping: dict[str, str]) -> None:
         """:meth:`check` and write ``mapping`` to the hash ``key`` in one atomic step."""
+        ...
+
+    def proof(self) -> tuple[list[str], list[str]]:
+        """Keys, and the values they must hold while this fence passes: for another
+        store's Lua step to check it atomically with its own write."""
         ...
 
 
@@ -128,15 +134,22 @@ class Lease:
         return max(ms, 0) / 1000
 
     def _renew(self) -> None:
+        renewed = time.monotonic()
         while not self._stop.wait(self._renew_every):
             try:
                 self._lock.extend(self._ttl, replace_ttl=True)
+                renewed = time.monotonic()
             except (LockNotOwnedError, LockError):
                 self.lost = True
                 log.warning("lease lost", lock=self._lock_key)
                 return
             except redis.RedisError as exc:
                 log.warning("lease renewal failed", lock=self._lock_key, error=type(exc).__name__)
+                if time.monotonic() - renewed >= self._ttl:
+                    # Not renewed for a whole TTL: another worker may hold it by now.
+                    self.lost = True
+                    log.warning("lease lost: not renewed within its ttl", lock=self._lock_key)
+                    return
 
     def check(self) -> None:
         """Raise LockLost unless we still hold the lock at our generation (fencing)."""
@@ -156,6 +169,10 @@ class Lease:
         if not int(ok):
             self.lost = True
             raise LockLost("single-flight lease taken over by another worker")
+
+    def proof(self) -> tuple[list[str], list[str]]:
+        """The lock must hold our token and the generation must still be ours."""
+        return [self._lock_key, self._generation_key], [self._token, str(self.generation)]
 
     def release(self) -> None:
         """Stop the heartbeat and release the lock if we still own it."""

@@ -21,11 +21,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
 
+from worker.errors import LockLost
 from worker.store.keys import Keys
 
 if TYPE_CHECKING:
@@ -65,16 +67,32 @@ end
 return attempt
 """
 
-# KEYS: record, active, stream, destination state, history.
-# ARGV: rotation id, outcome, event json, maxlen, record ttl, n record fields, fields...,
-#       then destination fields.
+# KEYS: runs, active. ARGV: rotation id, look-again time, claim ttl. The claim's TTL is
+# refreshed only while the destination's claim is still this rotation's.
+_EXPECT = """
+redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), ARGV[1])
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+end
+return 1
+"""
+
+# KEYS: record, active, stream, destination state, history, runs, then the fence's keys.
+# ARGV: rotation id, outcome, event json, maxlen, record ttl, n record fields, n fence keys,
+#       the values the fence keys must hold, record fields..., then destination fields.
+# Returns 1 when written, 0 when already finished, -1 when the fence no longer holds.
 _FINISH = """
+local nfence = tonumber(ARGV[7])
+for i = 1, nfence do
+  if redis.call('GET', KEYS[6 + i]) ~= ARGV[7 + i] then return -1 end
+end
 if redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then
   return 0
 end
 local n = tonumber(ARGV[6])
+local first = 8 + nfence
 local record = {}
-for i = 7, 6 + n do record[#record + 1] = ARGV[i] end
+for i = first, first + n - 1 do record[#record + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], 'outcome', ARGV[2], 'status', ARGV[2], unpack(record))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[4]), '*', 'event', ARGV[3])
@@ -82,12 +100,22 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 end
 local dest = {}
-for i = 7 + n, #ARGV do dest[#dest + 1] = ARGV[i] end
+for i = first + n, #ARGV do dest[#dest + 1] = ARGV[i] end
 if #dest > 0 then
   redis.call('HSET', KEYS[4], unpack(dest))
 end
 redis.call('LPUSH', KEYS[5], ARGV[1])
 redis.call('LTRIM', KEYS[5], 0, 49)
+redis.call('ZREM', KEYS[6], ARGV[1])
+return 1
+"""
+
+# KEYS: record. ARGV: field, value, ... Written only while the record has no outcome.
+_VERDICT = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
@@ -179,11 +207,21 @@ class RotationStore:
         self._publish_once = client.register_script(_PUBLISH_ONCE)
         self._finish = client.register_script(_FINISH)
         self._start = client.register_script(_START)
+        self._verdict = client.register_script(_VERDICT)
+        self._expect = client.register_script(_EXPECT)
 
     def claim(
-        self, destination_id: str, *, trigger: str, reason: str = "", rotation_id: str | None = None
+        self,
+        destination_id: str,
+        *,
+        trigger: str,
+        reason: str = "",
+        rotation_id: str | None = None,
+        retire_now: bool = False,
     ) -> Claim:
-        """Claim a rotation of ``destination_id``, or return the one already in progress."""
+        """Claim a rotation of ``destination_id``, or return the one already in progress.
+        ``retire_now``: retire the old credential and its secret right after the watch
+        (leak response) instead of after the grace period."""
         rid = rotation_id or new_rotation_id()
         fields = {
             "rotation_id": rid,
@@ -193,6 +231,7 @@ class RotationStore:
             "status": "requested",
             "requested_at": repr(time.time()),
             "attempt": "0",
+            "retire_now": "1" if retire_now else "",
         }
         flat: list[str] = [item for pair in fields.items() for item in pair]
         created, current = self._claim(
@@ -228,6 +267,38 @@ class RotationStore:
             return None
         return RotationRecord({_text(k): _text(v) for k, v in raw.items()})
 
+    def records(self, rotation_ids: Sequence[str]) -> list[RotationRecord | None]:
+        """The records of ``rotation_ids`` in order (None where missing), one round trip."""
+        with self._r.pipeline(transaction=False) as pipe:
+            for rid in rotation_ids:
+                pipe.hgetall(self._keys.rotation(rid))
+            rows = pipe.execute()
+        return [
+            RotationRecord({_text(k): _text(v) for k, v in raw.items()}) if raw else None
+            for raw in rows
+        ]
+
+    def note_verdict(
+        self,
+        rotation_id: str,
+        *,
+        verdict: str,
+        failures_after: int,
+        failures_before: int,
+        found_credential: str,
+    ) -> None:
+        """The watch's verdict on a rotation (written by the watch, read by the rotation's
+        next run under its lease; only while it is still unfinished)."""
+        self._verdict(
+            keys=[self._keys.rotation(rotation_id)],
+            args=[
+                "watch_verdict", verdict,
+                "watch_failures_after", str(failures_after),
+                "watch_failures_before", str(failures_before),
+                "watch_found_credential", found_credential,
+            ],
+        )  # fmt: skip
+
     def snapshot(self, rotation_id: str, destination_id: str) -> RunSnapshot:
         """The record, the destination's claim and its policy JSON, in one round trip."""
         with self._r.pipeline(transaction=False) as pipe:
@@ -260,6 +331,23 @@ class RotationStore:
         )
         record.fields.update(mapping, attempt=str(attempt), started_published="1")
         return attempt
+
+    def expect_run(self, rotation_id: str, destination_id: str, by: float) -> None:
+        """Note that rotation ``rotation_id`` runs (or has a retry scheduled) and must show
+        life by ``by`` (unix time); refresh its claim's TTL while the claim is its own."""
+        self._expect(
+            keys=[self._keys.runs, self._keys.active(destination_id)],
+            args=[rotation_id, repr(by), int(self._claim_ttl)],
+        )
+
+    def stalled_runs(self, now: float, limit: int) -> list[str]:
+        """Rotation ids whose run should have shown life by ``now``."""
+        found = self._r.zrangebyscore(self._keys.runs, "-inf", repr(now), start=0, num=limit)
+        return [_text(v) for v in found]
+
+    def forget_run(self, rotation_id: str) -> None:
+        """Stop watching a rotation's runs (finished, or handed to the delivery watch)."""
+        self._r.zrem(self._keys.runs, rotation_id)
 
     def write(self, record: RotationRecord, **fields: str) -> None:
         """Write ``fields`` and anything noted on ``record`` (never pass a secret here)."""
@@ -304,49 +392,45 @@ class RotationStore:
         *,
         record_fields: dict[str, str],
         destination_fields: dict[str, str],
+        fence: Fence | None,
     ) -> bool:
         """Atomically set the terminal outcome, publish its event, release the claim and
-        update the destination's state. False (and nothing written) if already finished."""
+        update the destination's state, in the same step as the ``fence`` check (LockLost,
+        and nothing written, when the lease is gone). False (and nothing written) if
+        already finished."""
         rid = record.rotation_id
         dest = record.destination_id
+        fence_keys, fence_values = fence.proof() if fence is not None else ([], [])
         record_flat = [item for pair in record_fields.items() for item in pair]
         dest_flat = [item for pair in destination_fields.items() for item in pair]
-        done = self._finish(
-            keys=[
-                self._keys.rotation(rid),
-                self._keys.active(dest),
-                self._keys.events,
-                self._keys.destination(dest),
-                self._keys.history(dest),
-            ],
-            args=[
-                rid,
-                outcome,
-                json.dumps(event, separators=(",", ":")),
-                self._maxlen,
-                RECORD_TTL_SECONDS,
-                len(record_flat),
-                *record_flat,
-                *dest_flat,
-            ],
+        done = int(
+            self._finish(
+                keys=[
+                    self._keys.rotation(rid),
+                    self._keys.active(dest),
+                    self._keys.events,
+                    self._keys.destination(dest),
+                    self._keys.history(dest),
+                    self._keys.runs,
+                    *fence_keys,
+                ],
+                args=[
+                    rid,
+                    outcome,
+                    json.dumps(event, separators=(",", ":")),
+                    self._maxlen,
+                    RECORD_TTL_SECONDS,
+                    len(record_flat),
+                    len(fence_keys),
+                    *fence_values,
+                    *record_flat,
+                    *dest_flat,
+                ],
+            )
         )
-        return bool(int(done))
-
-    def destination_state(self, destination_id: str) -> dict[str, str]:
-        """The destination's state hash (last rotation, credential, flags)."""
-        raw = self._r.hgetall(self._keys.destination(destination_id))
-        return {_text(k): _text(v) for k, v in raw.items()}
-
-    def set_destination_state(self, destination_id: str, **fields: str) -> None:
-        """Write fields of the destination's state hash."""
-        mapping: Any = dict(fields)
-        self._r.hset(self._keys.destination(destination_id), mapping=mapping)
-        self._r.sadd(self._keys.destinations, destination_id)
-
-    def clear_destination_flag(self, destination_id: str, *names: str) -> None:
-        """Remove fields (e.g. ``needs_attention``) from the destination's state."""
-        if names:
-            self._r.hdel(self._keys.destination(destination_id), *names)
+        if done < 0:
+            raise LockLost("single-flight lease taken over before the terminal write")
+        return bool(done)
 
     def history(self, destination_id: str, limit: int = 10) -> list[str]:
         """Recent rotation ids of the destination, newest first."""
