@@ -3,6 +3,9 @@
     python -m bench                  every figure, full size (about 4 minutes on 2 cores)
     python -m bench --quick          tiny sizes, for CI (under a minute; never fails on time)
     python -m bench --only ratelimit --only calls
+    python -m bench --only adaptive  figure 7: a 429 slows every worker (about 2 minutes)
+    python -m bench --only watch     figure 8: the watch at its defaults (about 17 minutes)
+    python -m bench --only cost      figure 9: bytes per rotation, 100 vs 10,000 credentials
     python -m bench --json out.json  also write the figures as JSON
 
 Exit 0 when every figure passed, 1 otherwise (``--quick`` always exits 0 once every figure
@@ -18,12 +21,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import calls, memory, overhead, ratelimit, scheduler, speedup
-from bench.harness import BenchStack, Figure
+from bench import calls, cost, memory, overhead, ratelimit, scheduler, speedup, watch
+from bench.harness import Figure, bench_rig
+from devstack.rig import Rig
 
 __all__ = ["FIGURES", "main", "run_figures"]
 
-StackFigure = Callable[[BenchStack, bool], Figure]
+StackFigure = Callable[[Rig, bool], Figure]
 
 #: Figure name -> (issue number, function). Stack-less figures take ``None``.
 FIGURES: dict[str, tuple[int, StackFigure | None]] = {
@@ -33,6 +37,9 @@ FIGURES: dict[str, tuple[int, StackFigure | None]] = {
     "overhead": (4, overhead.run),
     "scheduler": (5, None),
     "memory": (6, memory.run),
+    "adaptive": (7, ratelimit.run_adaptive),
+    "watch": (8, watch.run),
+    "cost": (9, cost.run),
 }
 
 
@@ -40,7 +47,7 @@ def run_figures(names: list[str], quick: bool, echo: Callable[[str], None] = pri
     """Run the named figures in issue order on one shared stack; print each as it ends."""
     ordered = sorted(names, key=lambda n: FIGURES[n][0])
     figures: list[Figure] = []
-    stack: BenchStack | None = None
+    stack: Rig | None = None
     try:
         for name in ordered:
             number, function = FIGURES[name]
@@ -49,7 +56,7 @@ def run_figures(names: list[str], quick: bool, echo: Callable[[str], None] = pri
                 figure = scheduler.run(quick)
             else:
                 if stack is None:
-                    stack = BenchStack()
+                    stack = bench_rig()
                 figure = function(stack, quick)
             figure.details.append(f"took {time.monotonic() - started:.0f} s")
             figures.append(figure)

@@ -1,12 +1,11 @@
 """The small harness every figure uses: a shared local stack, a rotation driver, the report.
 
-One :class:`BenchStack` (redis-server with AOF and the sandbox as child processes, through
-:class:`devstack.stack.LocalStack`) serves every figure of a run; each figure resets the
-sandbox, sets its latency and rate limit through the control API, flushes Redis and starts
-its own worker(s). :class:`Driver` triggers rotations the way ``rotator rotate --all`` does
-(:func:`worker.trigger.request_rotation`, ``trigger="fleet"``) and follows their terminal
-events on the stream. Figures return a :class:`Figure`: value, goal, ratio, PASS/FAIL and
-the command that reproduces it.
+One :class:`devstack.rig.Rig` (redis-server with AOF and the sandbox as child processes)
+serves every figure of a run (:func:`bench_rig`); each figure resets it (latency, rate
+limit, an empty Redis and sandbox) and starts its own worker(s). :class:`Driver` triggers
+rotations the way ``rotator rotate --all`` does (:func:`worker.trigger.request_rotation`,
+``trigger="fleet"``) and follows their terminal events on the stream. Figures return a
+:class:`Figure`: value, goal, ratio, PASS/FAIL and the command that reproduces it.
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ import os
 import statistics
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +23,7 @@ import psutil
 import redis
 
 from config.settings import Settings
-from devstack.stack import Child, LocalStack
-from sandbox.client import SandboxControl
+from devstack.rig import Rig
 from worker.celery_app import create_app
 from worker.events import TERMINAL_OUTCOMES
 from worker.store.keys import Keys
@@ -35,10 +32,10 @@ from worker.trigger import request_rotation
 
 __all__ = [
     "SERVICE_WORKERS",
-    "BenchStack",
     "Driver",
     "Figure",
     "RunResult",
+    "bench_rig",
     "median_seconds",
     "tree_rss",
 ]
@@ -47,6 +44,8 @@ __all__ = [
 WORKER_ENV = {
     # No registry in the benches: retire old credentials right away when a figure asks.
     "ROTATOR_SCHEDULER__DEFAULT_GRACE_SECONDS": "0",
+    # The switch ends a rotation unless a figure watches (the watch needs beat).
+    "ROTATOR_VERIFY__WATCH_SECONDS": "0",
 }
 #: Service-side limiter for the "no rate limit" figures: on (its Redis cost stays in the
 #: figure), but far above anything a figure can reach.
@@ -109,71 +108,10 @@ def command_for(name: str, quick: bool) -> str:
     return f"python -m bench --only {name}" + (" --quick" if quick else "")
 
 
-class BenchStack:
-    """redis-server + sandbox shared by the figures of one run; workers per figure."""
-
-    def __init__(self) -> None:
-        self.local = LocalStack(env=WORKER_ENV)
-        self.local.start_redis()
-        self.control: SandboxControl = self.local.start_sandbox(seed=0)
-        self.redis = redis.Redis.from_url(self.local.redis.url, decode_responses=True)
-        self.workers: list[Child] = []
-
-    def prepare(
-        self, *, latency_ms: float = 0.0, rate_limit: int | None = None, window: float = 300.0
-    ) -> None:
-        """Stop the figure's workers, empty Redis and the sandbox, set latency and rate limit."""
-        self.stop_workers()
-        self.redis.flushall()
-        self.control.reset()
-        self.control.set_faults(latency_ms=latency_ms)
-        self.control.set_rate_limit(rate_limit, window)
-
-    def settings(self, env: dict[str, str] | None = None) -> Settings:
-        """Settings exactly as a worker started with ``env`` sees them."""
-        return self.local.settings(env)
-
-    def start_worker(
-        self, name: str, *, concurrency: int, pool: str, env: dict[str, str] | None = None
-    ) -> Child:
-        """A worker for the current figure (stopped by the next :meth:`prepare`)."""
-        child = self.local.start_worker(name, concurrency=concurrency, pool=pool, env=env)
-        self.workers.append(child)
-        return child
-
-    def stop_workers(self) -> None:
-        """Stop every worker this stack started for the current figure."""
-        for child in self.workers:
-            child.stop()
-            if child in self.local.children:
-                self.local.children.remove(child)
-        self.workers.clear()
-
-    def journal_summary(self) -> dict[str, Any]:
-        """Counts of what reached the sandbox (by kind, status, kind:status)."""
-        summary: dict[str, Any] = self.control.journal()["summary"]
-        return summary
-
-    def journal(self) -> dict[str, Any]:
-        """Every journal entry and the summary."""
-        return self.control.journal()
-
-    def close(self) -> None:
-        """Stop everything."""
-        self.stop_workers()
-        self.redis.close()
-        self.control.close()
-        self.local.close()
-
-
-@contextmanager
-def bench_stack() -> Iterator[BenchStack]:
-    """A :class:`BenchStack` for a ``with`` block."""
-    stack = BenchStack()
-    try:
-        yield stack
-    finally:
-        stack.close()
+def bench_rig() -> Rig:
+    """redis-server + sandbox shared by the figures of one run; each figure resets it and
+    starts its own workers (:meth:`Rig.reset`, :meth:`Rig.worker`)."""
+    return Rig.start(env=WORKER_ENV)
 
 
 @dataclass
@@ -288,9 +226,17 @@ class Driver:
 
         return retire
 
-    def retire_now(self, timeout: float = 60.0) -> None:
-        """Send ``retire_due`` until the retirement queue is empty."""
+    def retire_now(self, expected: int = 0, timeout: float = 60.0) -> None:
+        """Wait for ``expected`` credentials to be queued for retirement (a rotation queues
+        its old credential just after its final event), then send ``retire_due`` until the
+        queue is empty."""
         deadline = time.monotonic() + timeout
+
+        def queued() -> int:
+            return int(self.redis.zcard(self.keys.retirement))
+
+        if not wait_until(lambda: queued() >= expected, timeout):
+            raise TimeoutError(f"{queued()} of {expected} old credentials queued for retirement")
         while int(self.redis.zcard(self.keys.retirement)):
             if time.monotonic() > deadline:
                 raise TimeoutError("retirement queue did not drain")

@@ -14,12 +14,12 @@ from __future__ import annotations
 from bench.harness import (
     SERVICE_WORKERS,
     UNLIMITED,
-    BenchStack,
     Driver,
     Figure,
     command_for,
     tree_rss,
 )
+from devstack.rig import Rig
 
 __all__ = ["run"]
 
@@ -27,15 +27,15 @@ NAME = "memory"
 GOAL = 0.05
 
 
-def run(stack: BenchStack, quick: bool = False) -> Figure:
+def run(stack: Rig, quick: bool = False) -> Figure:
     """Sample worker RSS after the warm-up and after R rotations."""
     dests, total, per_process = (20, 300, 100) if quick else (200, 10_000, 1_000)
-    stack.prepare()
-    destinations = stack.control.seed(dests)
+    stack.reset()
+    destinations = stack.seed(dests, deliveries=False)
     pool, concurrency, processes = SERVICE_WORKERS
     warmup = min(per_process * processes, total // 3)
     workers = [
-        stack.start_worker(f"memory{n}", concurrency=concurrency, pool=pool, env=UNLIMITED)
+        stack.worker(f"memory{n}", concurrency=concurrency, pool=pool, env=UNLIMITED)
         for n in range(processes)
     ]
 
@@ -44,7 +44,7 @@ def run(stack: BenchStack, quick: bool = False) -> Figure:
 
     samples: list[tuple[int, int]] = []
     marks = {per_process, warmup, *range(0, total + 1, max(total // 10, 1))}
-    driver = Driver(stack.settings(UNLIMITED))
+    driver = Driver(stack.settings(**UNLIMITED))
     retire = driver.retiring_every(max(10, dests // 4))
 
     def every(done: int) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import time
 
-from bench.harness import SERVICE_WORKERS, UNLIMITED, BenchStack, Driver, Figure, command_for
+from bench.harness import SERVICE_WORKERS, UNLIMITED, Driver, Figure, command_for
 from config.celery import ROTATION_QUEUE
+from devstack.rig import Rig
 
 __all__ = ["noop_rate", "rotation_rate", "run"]
 
@@ -48,15 +49,15 @@ def rotation_rate(
     return result.total / result.wall, result.outcomes.get("succeeded", 0)
 
 
-def run(stack: BenchStack, quick: bool = False) -> Figure:
+def run(stack: Rig, quick: bool = False) -> Figure:
     """No-op tasks, then rotations, on the same workers and Redis."""
     dests, total, noops = (20, 100, 300) if quick else (200, 2_000, 4_000)
-    stack.prepare()
-    destinations = stack.control.seed(dests)
+    stack.reset()
+    destinations = stack.seed(dests, deliveries=False)
     pool, concurrency, processes = SERVICE_WORKERS
     for n in range(processes):
-        stack.start_worker(f"overhead{n}", concurrency=concurrency, pool=pool, env=UNLIMITED)
-    driver = Driver(stack.settings(UNLIMITED))
+        stack.worker(f"overhead{n}", concurrency=concurrency, pool=pool, env=UNLIMITED)
+    driver = Driver(stack.settings(**UNLIMITED))
     try:
         noop_rate(driver, min(200, noops))  # warm both paths up, untimed
         driver.run(destinations, timeout=120)

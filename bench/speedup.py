@@ -18,8 +18,9 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from bench.harness import SERVICE_WORKERS, UNLIMITED, BenchStack, Driver, Figure, command_for
+from bench.harness import SERVICE_WORKERS, UNLIMITED, Driver, Figure, command_for
 from config.settings import Settings
+from devstack.rig import Rig
 from worker.redox.token import ASSERTION_TYPE, build_assertion
 
 __all__ = ["run", "serial_rotations"]
@@ -72,19 +73,19 @@ def serial_rotations(settings: Settings, destinations: list[str]) -> float:
         return time.perf_counter() - started
 
 
-def run(stack: BenchStack, quick: bool = False) -> Figure:
+def run(stack: Rig, quick: bool = False) -> Figure:
     """Baseline loop, the service on N destinations, baseline loop again."""
     count, base_count = (20, 5) if quick else (int(os.environ.get("BENCH_N", "400")), 20)
-    stack.prepare(latency_ms=LATENCY_MS)
+    stack.reset(latency_ms=LATENCY_MS)
     before, service_dests, after = (
-        stack.control.seed(base_count),
-        stack.control.seed(count),
-        stack.control.seed(base_count),
+        stack.seed(base_count, deliveries=False),
+        stack.seed(count, deliveries=False),
+        stack.seed(base_count, deliveries=False),
     )
-    settings = stack.settings(UNLIMITED)
+    settings = stack.settings(**UNLIMITED)
     pool, concurrency, processes = SERVICE_WORKERS
     for n in range(processes):
-        stack.start_worker(f"speedup{n}", concurrency=concurrency, pool=pool, env=UNLIMITED)
+        stack.worker(f"speedup{n}", concurrency=concurrency, pool=pool, env=UNLIMITED)
     base_before = serial_rotations(settings, before)
     driver = Driver(settings)
     try:
@@ -96,7 +97,7 @@ def run(stack: BenchStack, quick: bool = False) -> Figure:
     rate = result.total / result.wall
     speedup = rate / base_rate
     succeeded = result.outcomes.get("succeeded", 0)
-    statuses: dict[str, int] = stack.journal_summary()["by_status"]
+    statuses: dict[str, int] = stack.control.journal()["summary"]["by_status"]
     passed = speedup >= GOAL and succeeded == count
     details = [
         f"baseline (serial httpx loop, same sandbox, this process): {base_count} rotations "

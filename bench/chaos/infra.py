@@ -1,21 +1,38 @@
-"""Infrastructure chaos: Redis restarts, two beats, trigger stampedes, and the security checks."""
+"""Infrastructure chaos: Redis restarts, a Sentinel failover, two beats, trigger stampedes,
+and the security checks."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
+import redis
 
-from bench.chaos.harness import Chaos, outcome_of
+from bench.chaos.harness import chaos_rig, outcome_of
 from bench.chaos.invariants import Figures, check
 from devstack.redis_server import free_port
-from devstack.stack import Child
+from devstack.rig import Rig
+from devstack.sentinel import SentinelCluster
+from devstack.stack import Child, LocalStack
+from worker.events import TERMINAL_OUTCOMES
+from worker.store.connection import open_redis
 from worker.trigger import request_rotation
 
-__all__ = ["concurrent_triggers", "redis_restart", "secured_stack", "two_beats"]
+__all__ = [
+    "SENTINEL_ENV",
+    "concurrent_triggers",
+    "redis_restart",
+    "secured_stack",
+    "sentinel_failover",
+    "sentinel_rig",
+    "two_beats",
+]
 
 
 def redis_restart(runs: int, size: str, *, outage_seconds: float = 2.0) -> Figures:
@@ -23,7 +40,7 @@ def redis_restart(runs: int, size: str, *, outage_seconds: float = 2.0) -> Figur
     reconnect by themselves (the same processes finish the fleet)."""
     figures = Figures("redis-restart", size)
     started = time.monotonic()
-    with Chaos() as chaos:
+    with chaos_rig() as chaos:
         dests = chaos.control.seed(runs)
         originals = chaos.originals()
         chaos.control.set_faults(latency_ms=150, latency_jitter_ms=100)
@@ -39,7 +56,7 @@ def redis_restart(runs: int, size: str, *, outage_seconds: float = 2.0) -> Figur
         chaos.stack.redis.start()
         chaos.redis.connection_pool.disconnect()
         chaos.control.set_faults()
-        chaos.wait_terminal(ids, timeout=120 + runs)
+        chaos.wait_terminal(ids, timeout=120 + runs, strict=False)
         alive = [w.process.pid for w in workers if w.alive]
         figures.extra["workers_alive"] = f"{len(alive)}/{len(workers)}"
         if alive != pids:
@@ -47,6 +64,118 @@ def redis_restart(runs: int, size: str, *, outage_seconds: float = 2.0) -> Figur
         check(chaos, figures, ids, originals)
     figures.seconds = time.monotonic() - started
     return figures
+
+
+#: sentinel-failover runs the service at its default settings but for these (the secret
+#: source, the sandbox's Okta-style IdP, comes from the sandbox's env file).
+SENTINEL_ENV = {
+    # The switch ends a rotation: the delivery watch would need beat (it has its own tests).
+    "ROTATOR_VERIFY__WATCH_SECONDS": "0",
+}
+
+
+@contextlib.contextmanager
+def sentinel_rig(
+    env: dict[str, str],
+    *,
+    password: str,
+    sentinel_password: str,
+    seed: int = 11,
+    idp: str = "okta",
+) -> Iterator[tuple[Rig, SentinelCluster]]:
+    """A rig whose Redis is a Sentinel setup (primary, replica, three sentinels) instead of
+    the stack's single redis-server: every child gets the ``sentinel://`` URL, and the rig's
+    own readers go through :func:`open_redis` (they follow the failover too)."""
+    with SentinelCluster(password=password, sentinel_password=sentinel_password) as cluster:
+        stack = LocalStack(env=env)
+        stack.env.update(cluster.env())  # instead of start_redis()
+        try:  # as Rig.start does
+            control = stack.start_sandbox("--idp", idp, seed=seed)
+        except BaseException:
+            stack.close()
+            raise
+        with Rig(stack, control, owns_stack=True, idp=idp) as rig:
+            rig.redis.close()  # the unstarted single server's client
+            rig.redis = open_redis(rig.settings())
+            yield rig, cluster
+
+
+def sentinel_failover(
+    runs: int, size: str, *, kill_at: float = 0.25, env: dict[str, str] | None = None
+) -> Figures:
+    """Kill the Sentinel-watched primary (SIGKILL) once ``kill_at`` of a fleet rotation has
+    ended: the sentinels promote the replica, every process follows through its own
+    Sentinel client, and every rotation ends in exactly one terminal event. The service
+    runs at its default settings plus :data:`SENTINEL_ENV` and ``env`` (CI size: the chaos
+    suite's tight budgets, so that leases and redeliveries resolve in seconds)."""
+    figures = Figures("sentinel-failover", size)
+    started = time.monotonic()
+    password, sentinel_password = "chaos-primary-pw-" + "5" * 10, "chaos-sentinel-pw-" + "6" * 10
+    rig = sentinel_rig(
+        {**SENTINEL_ENV, **(env or {})}, password=password, sentinel_password=sentinel_password
+    )
+    with rig as (chaos, cluster):
+        dests = chaos.seed(runs)
+        originals = chaos.originals()
+        # Slow replies keep a fleet in flight when the primary dies.
+        chaos.control.set_faults(latency_ms=150, latency_jitter_ms=100)
+        settings = chaos.settings()
+        figures.extra["settings"] = "chaos budgets" if env else "defaults"
+        figures.extra["lock_ttl_s"] = settings.lock.ttl_seconds
+        workers = [chaos.worker(n, concurrency=settings.celery.concurrency) for n in ("s1", "s2")]
+        pids = [w.process.pid for w in workers]
+        probe = open_redis(settings)  # a service client, connected before the kill
+        probe.ping()
+        ids = chaos.trigger(dests)
+        deadline = time.monotonic() + 60 + runs
+        while len(chaos.terminal_counts()) < max(1, int(runs * kill_at)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        figures.extra["done_before_kill"] = len(chaos.terminal_counts())
+        killed_wall = time.time()
+        killed = cluster.kill_primary()
+        figures.extra["failover_s"] = round(cluster.wait_failover(), 1)
+        figures.extra["writes_back_s"] = round(_writes_back(probe, killed), 1)
+        probe.close()
+        chaos.wait_terminal(ids, timeout=300 + runs * 2, strict=False)
+        figures.extra["last_terminal_s"] = round(_last_terminal(chaos) - killed_wall, 1)
+        records = [chaos.store().record(rid) for rid in ids]
+        figures.extra["resumed"] = sum(1 for r in records if r is not None and r.attempt >= 2)
+        alive = [w.process.pid for w in workers if w.alive]
+        figures.extra["workers_alive"] = f"{len(alive)}/{len(workers)}"
+        if alive != pids:
+            figures.fail("a worker died with the failover (it should follow the new primary)")
+        if any(p in text for text in chaos.logs() for p in (password, sentinel_password)):
+            figures.fail("a Redis or sentinel password shows in a service log")
+        check(chaos, figures, ids, originals)
+        # Messages whose ack died with the old primary's connection: redelivered after the
+        # visibility timeout, they find their rotation finished and publish nothing.
+        figures.extra["unacked_left"] = chaos.redis.hlen("unacked")
+    figures.seconds = time.monotonic() - started
+    return figures
+
+
+def _writes_back(client: redis.Redis, since: float, timeout: float = 120.0) -> float:
+    """Seconds from ``since`` until a write through ``client`` succeeds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.set("chaos:failover-probe", str(time.time()))
+            return time.monotonic() - since
+        except redis.RedisError:
+            time.sleep(0.05)
+    raise AssertionError(f"no Redis write succeeded within {timeout}s of the kill")
+
+
+def _last_terminal(chaos: Rig) -> float:
+    """Unix time of the newest terminal event (its CloudEvents ``time``)."""
+    times = [
+        datetime.fromisoformat(str(e["time"]).replace("Z", "+00:00")).timestamp()
+        for e in chaos.events()
+        if outcome_of(e) in TERMINAL_OUTCOMES
+    ]
+    return max(times, default=time.time())
 
 
 def _registry(path: Path, environment: str, dests: list[str]) -> Path:
@@ -61,7 +190,7 @@ def two_beats(runs: int, size: str, *, watch_seconds: float = 6.0) -> Figures:
     """Two beat processes and three workers: each due destination rotates exactly once."""
     figures = Figures("two-beats", size)
     started = time.monotonic()
-    with Chaos(env={"ROTATOR_SCHEDULER__TICK_SECONDS": "1"}) as chaos:
+    with chaos_rig(env={"ROTATOR_SCHEDULER__TICK_SECONDS": "1"}) as chaos:
         dests = chaos.control.seed(runs)
         originals = chaos.originals()
         environment = chaos.control.state()["environments"][0]["id"]
@@ -106,7 +235,7 @@ def concurrent_triggers(runs: int, size: str, *, callers: int = 100) -> Figures:
     barrier, each claiming as ``rotator rotate`` does): one rotation per destination."""
     figures = Figures("concurrent-triggers", size)
     started = time.monotonic()
-    with Chaos() as chaos:
+    with chaos_rig() as chaos:
         dests = chaos.control.seed(runs)
         originals = chaos.originals()
         # Replies take 0.3 s, so every trigger lands while the first rotation still runs (a
@@ -150,7 +279,7 @@ def secured_stack(runs: int, size: str) -> Figures:
     figures = Figures("secured-stack", size)
     started = time.monotonic()
     password = "chaos-redis-pw-" + "7" * 12
-    with Chaos(redis_password=password) as chaos:
+    with chaos_rig(redis_password=password) as chaos:
         dests = chaos.control.seed(runs)
         originals = chaos.originals()
         # One destination refuses the switch: a rollback is part of what Flower shows.
@@ -161,7 +290,7 @@ def secured_stack(runs: int, size: str) -> Figures:
         port = free_port()
         flower: Child = chaos.stack.start_flower(port, "ops:flower-pw-123456")
         ids = chaos.trigger(dests)
-        chaos.wait_terminal(ids, timeout=60 + runs * 2)
+        chaos.wait_terminal(ids, timeout=60 + runs * 2, strict=False)
         chaos.settle(30)
         base = f"http://127.0.0.1:{port}"
         unauth = httpx.get(f"{base}/api/tasks", timeout=10).status_code

@@ -16,8 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.chaos.harness import Chaos, outcome_of
+from bench.chaos.harness import outcome_of
 from devstack.readback import decoded_messages, dump_redis
+from devstack.rig import Rig
 from worker.events import TERMINAL_OUTCOMES
 
 __all__ = ["Figures", "check", "decoded_messages", "dump_redis", "find_leaks"]
@@ -53,7 +54,7 @@ class Figures:
 
 
 def check(
-    chaos: Chaos,
+    chaos: Rig,
     figures: Figures,
     rotation_ids: list[str],
     originals: dict[str, str],
@@ -113,7 +114,7 @@ def _terminal(
         figures.fail(f"unexpected outcomes {unexpected} (allowed: {sorted(allowed)})")
 
 
-def _claims(chaos: Chaos, figures: Figures) -> None:
+def _claims(chaos: Rig, figures: Figures) -> None:
     """Nothing left claimed or locked once every rotation ended (no job silently stuck)."""
     held = [
         str(k)
@@ -126,7 +127,7 @@ def _claims(chaos: Chaos, figures: Figures) -> None:
 
 
 def _destinations(
-    chaos: Chaos, figures: Figures, events: list[dict[str, Any]], originals: dict[str, str]
+    chaos: Rig, figures: Figures, events: list[dict[str, Any]], originals: dict[str, str]
 ) -> None:
     created = chaos.redis.hgetall(chaos.keys.created_credentials)
     expected = dict(originals)
@@ -145,7 +146,7 @@ def _destinations(
         figures.fail(f"{len(wrong)} destination(s) reference the wrong credential: {wrong[:2]}")
 
 
-def _duplicates(chaos: Chaos, figures: Figures) -> None:
+def _duplicates(chaos: Rig, figures: Figures) -> None:
     """Two credentials with one rotation's name, or more 201 creates than credentials made."""
     state = chaos.control.state()
     names = Counter(c["name"] for c in state["credentials"] if "-rot-" in str(c["name"]))
@@ -164,7 +165,7 @@ def _duplicates(chaos: Chaos, figures: Figures) -> None:
         )
 
 
-def _leaks(chaos: Chaos, figures: Figures, extra: dict[str, list[str]]) -> None:
+def _leaks(chaos: Rig, figures: Figures, extra: dict[str, list[str]]) -> None:
     secrets = {v for fields in chaos.control.secrets().values() for v in fields.values() if v}
     places = dump_redis(chaos.redis)
     places["celery message bodies"] = decoded_messages([t for v in places.values() for t in v])

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from bench.chaos import crash, faults, infra
+from bench.chaos import crash, faults, harness, infra
 from bench.chaos.invariants import Figures
 
 __all__ = ["SCENARIOS", "Scenario"]
@@ -74,6 +74,12 @@ SCENARIOS: dict[str, Scenario] = {
             "redis-server restarted (AOF) mid-fleet: nothing lost, workers reconnect",
             partial(infra.redis_restart, 16, "ci"),
             partial(infra.redis_restart, 200, "full"),
+        ),
+        Scenario(
+            "sentinel-failover",
+            "Sentinel primary SIGKILLed mid-fleet: replica promoted, workers follow",
+            partial(infra.sentinel_failover, 20, "ci", env=harness.BASE_ENV),
+            partial(infra.sentinel_failover, 200, "full"),  # at the service's defaults
         ),
         Scenario(
             "two-beats",
