@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,7 +33,10 @@ from pydantic import (
 
 from config.durations import parse_duration, parse_window
 from config.errors import ConfigError
-from config.secret_sources import KINDS, REGISTRY_CONTEXT, SecretSourceSpec
+from config.registry_errors import describe_error, duplicate_ids, one_line, toml_type
+from config.registry_ids import is_redox_id
+from config.secret_sources import REGISTRY_CONTEXT, SecretSourceSpec
+from config.verification_token import VerificationTokenPolicy
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
@@ -46,6 +49,7 @@ __all__ = [
     "Registry",
     "RegistryFile",
     "RetirePolicy",
+    "VerificationTokenPolicy",
     "is_redox_id",
     "load_registry",
     "parse_registry",
@@ -61,16 +65,8 @@ DEFAULT_GRACE_SECONDS = 24 * 3600.0
 RetirePolicy = Literal["rotated-away", "created-only", "never"]
 RETIRE_POLICIES: tuple[str, ...] = ("rotated-away", "created-only", "never")
 DEFAULT_RETIRE: RetirePolicy = "rotated-away"
-#: A Redox id (a UUID, or the like): letters and digits, then also ``-`` and ``_``; at most
-#: 64. Always matched whole (``fullmatch``): an id is pasted into URL paths and lock keys.
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
-
-
-def is_redox_id(value: object) -> bool:
-    """True when ``value`` is a whole Redox id (see ``_ID``); nothing before or after it."""
-    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def _check_id(value: str) -> str:
@@ -82,7 +78,7 @@ def _check_id(value: str) -> str:
 def _duration(value: object, *, allow_zero: bool = False) -> float:
     """A duration from TOML (string or whole seconds) or from JSON (float seconds)."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"expected a duration like '30d', got {_toml_type(value)}")
+        raise ValueError(f"expected a duration like '30d', got {toml_type(value)}")
     if isinstance(value, str):
         return parse_duration(value, allow_zero=allow_zero)
     if not math.isfinite(value) or value < 0:
@@ -113,6 +109,7 @@ class PolicyFields(_Strict):
     grace: Annotated[float, BeforeValidator(_grace)] | None = None
     retire: RetirePolicy | None = None
     secret_source: SecretSourceSpec | None = None
+    verification_token: VerificationTokenPolicy | None = None
 
     @field_validator("interval", mode="before")
     @classmethod
@@ -130,7 +127,7 @@ class PolicyFields(_Strict):
         if value is None:
             return None
         if not isinstance(value, str):
-            raise ValueError(f"expected a window like '02:00-05:00', got {_toml_type(value)}")
+            raise ValueError(f"expected a window like '02:00-05:00', got {toml_type(value)}")
         return parse_window(value)
 
     @field_validator("cron", mode="before")
@@ -190,6 +187,8 @@ class DestinationPolicy(BaseModel):
     retire: RetirePolicy = DEFAULT_RETIRE
     paused: bool = False
     enabled: bool = True
+    #: The verification token's own schedule (None: on demand only, or no token policy).
+    token_interval_seconds: float | None = None
 
     @field_validator("window")
     @classmethod
@@ -222,6 +221,7 @@ class Registry:
     file: RegistryFile
     _policies: tuple[DestinationPolicy, ...]
     _sources: Mapping[str, SecretSourceSpec | None]
+    _tokens: Mapping[str, VerificationTokenPolicy | None]
 
     def policies(self) -> list[DestinationPolicy]:
         """Every destination's resolved policy, in file order."""
@@ -232,6 +232,11 @@ class Registry:
         defaults), or None: then the Settings' default applies, if there is one. Kept out of
         :class:`DestinationPolicy`, which is stored in Redis: specs never come from Redis."""
         return self._sources.get(destination_id)
+
+    def verification_token(self, destination_id: str) -> VerificationTokenPolicy | None:
+        """The destination's verification-token policy (its receiver's store), or None:
+        its token is not rotated by this service. Kept out of Redis like secret sources."""
+        return self._tokens.get(destination_id)
 
 
 def load_registry(path: Path) -> Registry:
@@ -256,23 +261,25 @@ def parse_registry(text: str, source: str = "registry.toml") -> Registry:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: TOML syntax error: {exc}") from None
-    problems = [f"{source}: {line}" for line in _duplicate_ids(data)]
+    problems = [f"{source}: {line}" for line in duplicate_ids(data)]
     try:
         parsed = RegistryFile.model_validate(data, context={REGISTRY_CONTEXT: True})
     except ValidationError as exc:
-        lines = [f"{source}: {_describe(err, data)}" for err in exc.errors()]
-        raise ConfigError([_one_line(p) for p in lines + problems]) from None
+        lines = [f"{source}: {describe_error(err, data)}" for err in exc.errors()]
+        raise ConfigError([one_line(p) for p in lines + problems]) from None
     policies: list[DestinationPolicy] = []
     sources: dict[str, SecretSourceSpec | None] = {}
+    tokens: dict[str, VerificationTokenPolicy | None] = {}
     for index, entry in enumerate(parsed.destinations):
         try:
             policies.append(_resolve(entry, parsed))
         except ValueError as exc:
             problems.append(f"{source}: destinations[{index}] (id={entry.id}): {exc}")
         sources[entry.id] = _layers_pick(entry, parsed, "secret_source")
+        tokens[entry.id] = _layers_pick(entry, parsed, "verification_token")
     if problems:
-        raise ConfigError([_one_line(p) for p in problems])
-    return Registry(source, parsed, tuple(policies), sources)
+        raise ConfigError([one_line(p) for p in problems])
+    return Registry(source, parsed, tuple(policies), sources, tokens)
 
 
 def _layers(entry: DestinationEntry, file: RegistryFile) -> tuple[PolicyFields, ...]:
@@ -299,6 +306,7 @@ def _resolve(entry: DestinationEntry, file: RegistryFile) -> DestinationPolicy:
         )
     grace = pick("grace")
     retire = pick("retire")
+    token: VerificationTokenPolicy | None = pick("verification_token")
     return DestinationPolicy(
         destination_id=entry.id,
         environment_id=entry.environment,
@@ -310,110 +318,5 @@ def _resolve(entry: DestinationEntry, file: RegistryFile) -> DestinationPolicy:
         retire=DEFAULT_RETIRE if retire is None else retire,
         paused=entry.paused,
         enabled=entry.enabled,
+        token_interval_seconds=token.interval if token is not None else None,
     )
-
-
-def _duplicate_ids(data: Mapping[str, Any]) -> list[str]:
-    entries = data.get("destinations")
-    if not isinstance(entries, list):
-        return []
-    first: dict[str, int] = {}
-    lines: list[str] = []
-    for index, entry in enumerate(entries):
-        ident = entry.get("id") if isinstance(entry, dict) else None
-        if not isinstance(ident, str):
-            continue
-        if ident in first:
-            lines.append(
-                f"destinations[{index}] (id={ident}): id: duplicate of destinations[{first[ident]}]"
-            )
-        else:
-            first[ident] = index
-    return lines
-
-
-_KINDS = set(KINDS)
-_EXPECTED = {
-    "string_type": "a string",
-    "bool_type": "true or false",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "list_type": "an array",
-    "tuple_type": "an array",
-    "dict_type": "a table",
-    "model_type": "a table",
-    "model_attributes_type": "a table",
-}
-
-
-def _describe(err: Mapping[str, Any], data: Mapping[str, Any]) -> str:
-    """One pydantic error as ``entry: field: reason``."""
-    entry, field = _split_loc(err.get("loc", ()), data)
-    kind = str(err.get("type", ""))
-    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        parent, _, key = field.rpartition(".")
-        return f"{entry}: {parent + ': ' if parent else ''}unknown key '{key}'"
-    if kind == "missing":
-        message = "required key is missing"
-    elif kind == "union_tag_not_found":
-        message = f"missing 'kind' (one of {', '.join(KINDS)})"
-    elif kind == "union_tag_invalid":
-        tag = err.get("ctx", {}).get("tag", "?")
-        message = f"unknown kind {tag!r} (one of {', '.join(KINDS)})"
-    elif kind == "literal_error":
-        expected = str(err.get("ctx", {}).get("expected", "")).replace("'", "")
-        message = f"must be one of {expected.replace(' or ', ', ')}, got {err.get('input')!r}"
-    elif kind == "too_short":
-        message = "must not be empty"
-    elif kind in _EXPECTED:
-        message = f"expected {_EXPECTED[kind]}, got {_toml_type(err.get('input'))}"
-    elif kind.endswith(("_type", "_parsing")):
-        message = f"{message.rstrip('.')}, got {_toml_type(err.get('input'))}"
-    if field in ("", "[key]") or message.startswith("interval/cron:"):
-        return f"{entry}: {message}"
-    return f"{entry}: {field}: {message}"
-
-
-def _split_loc(loc: Sequence[str | int], data: Mapping[str, Any]) -> tuple[str, str]:
-    """``("destinations", 3, "interval")`` -> ``("destinations[3] (id=x)", "interval")``."""
-    if not loc:
-        return "top level", ""
-    head, rest = str(loc[0]), list(loc[1:])
-    if head == "destinations" and rest and isinstance(rest[0], int):
-        index = int(rest.pop(0))
-        entries = data.get("destinations")
-        raw = entries[index] if isinstance(entries, list) and index < len(entries) else None
-        ident = raw.get("id") if isinstance(raw, dict) else None
-        entry = f"destinations[{index}]"
-        if isinstance(ident, str) and _ID.fullmatch(ident):
-            entry += f" (id={ident})"
-    elif head == "environments" and rest:
-        entry = f'environments."{rest.pop(0)}"'
-    elif head in ("defaults", "environments", "destinations"):
-        entry = head
-    else:
-        entry, rest = "top level", [head, *rest]
-    field = ""
-    for i, part in enumerate(rest):
-        if i > 0 and rest[i - 1] == "secret_source" and part in _KINDS:
-            continue  # the discriminated-union tag pydantic puts in the path
-        if isinstance(part, int):
-            field += f"[{part}]"
-        else:
-            field += f".{part}" if field else str(part)
-    return entry, field
-
-
-def _one_line(text: str) -> str:
-    """Escape control characters (a key or value may hold a newline) to keep one line."""
-    return "".join(
-        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
-        for ch in text
-    )
-
-
-def _toml_type(value: object) -> str:
-    names = {bool: "boolean", int: "integer", float: "float", str: "string"}
-    names.update({dict: "table", list: "array"})
-    return names.get(type(value), type(value).__name__)

@@ -1,5 +1,6 @@
-"""SandboxControl methods for the fake IdPs and the simulated deliveries (``/_sandbox/idp``,
-``/_sandbox/deliveries``). Mixed into :class:`sandbox.client.SandboxControl`."""
+"""SandboxControl methods for the fake IdPs, the simulated deliveries and the receivers'
+token stores (``/_sandbox/idp``, ``/_sandbox/deliveries``,
+``/_sandbox/destinations/{id}/token-store``). Mixed into :class:`sandbox.client.SandboxControl`."""
 
 from __future__ import annotations
 
@@ -131,7 +132,8 @@ class IdpControlMixin:
     # --- deliveries -----------------------------------------------------------------------
 
     def deliveries(self) -> dict[str, Any]:
-        """``{interval_seconds, enabled, running, cached_tokens}``."""
+        """``{interval_seconds, enabled, running, cached_tokens, token_stores}`` (the last: ids
+        of destinations whose receiver checks the verification token)."""
         return self._dict("GET", "deliveries")
 
     def set_deliveries(
@@ -166,3 +168,46 @@ class IdpControlMixin:
             "GET", "deliveries/logs", destination_id=destination_id
         )["logs"]
         return logs
+
+    # --- the receiver's token store -------------------------------------------------------
+
+    def set_token_store(
+        self,
+        destination_id: str,
+        *,
+        endpoint_url: str,
+        secret_id: str,
+        region: str = "us-east-1",
+        refresh_seconds: float = 5.0,
+        accept_pending: bool = True,
+    ) -> dict[str, Any]:
+        """Make the destination's receiver check the ``verification-token`` against an AWS
+        Secrets Manager secret (AWSCURRENT, and AWSPENDING when ``accept_pending``) read at
+        ``endpoint_url`` (loopback only) and cached ``refresh_seconds``; returns the store's
+        view (settings and read counters, no values). Replaces any store, cache included."""
+        body = {
+            "endpoint_url": endpoint_url,
+            "secret_id": secret_id,
+            "region": region,
+            "refresh_seconds": refresh_seconds,
+            "accept_pending": accept_pending,
+        }
+        found: dict[str, Any] = self._dict(
+            "PUT", f"destinations/{destination_id}/token-store", body
+        )["token_store"]
+        return found
+
+    def token_store(self, destination_id: str) -> dict[str, Any] | None:
+        """The destination's token store view (``reads``, ``read_failures``, ``cached``...)
+        or None when it has none."""
+        found: dict[str, Any] | None = self._dict(
+            "GET", f"destinations/{destination_id}/token-store"
+        )["token_store"]
+        return found
+
+    def clear_token_store(self, destination_id: str) -> bool:
+        """Stop checking the destination's token; False if it had no store."""
+        detached: bool = self._dict("DELETE", f"destinations/{destination_id}/token-store")[
+            "detached"
+        ]
+        return detached

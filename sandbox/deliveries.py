@@ -7,6 +7,11 @@ shortly before they expire, so a revoked secret shows only once its cached token
 (``flush_tokens`` forgets them). Each message becomes a log entry (:mod:`sandbox.logs`) and
 counts in per-destination stats. One message per destination is in flight at a time.
 
+A destination with a token store attached (:mod:`sandbox.token_store`) has a receiver that
+checks the ``verification-token`` header: once the token is obtained, the message succeeds
+only if the destination's current ``verificationToken`` is one its receiver accepts (its
+store's cached AWSCURRENT, or AWSPENDING when it accepts pending tokens).
+
 Runs as an asyncio task in the server's event loop (started and stopped by the app's
 lifespan); a failing delivery never stops the loop.
 """
@@ -26,7 +31,14 @@ import httpx
 
 from sandbox.logs import LogStore
 from sandbox.oauth_request import DELIVERY_AGENT, TokenOutcome, request_token
-from sandbox.state import Credential, SandboxState, iso_now
+from sandbox.state import Credential, Destination, SandboxState, iso_now
+from sandbox.token_store import (
+    INVALID_TOKEN,
+    StoreSettings,
+    TokenStore,
+    TokenStoreUnavailable,
+    check_token,
+)
 
 __all__ = ["DeliverySimulator", "DestinationStats"]
 
@@ -57,6 +69,24 @@ def _failure(error: str, description: str) -> TokenOutcome:
     return TokenOutcome(error={"status": None, "error": error, "error_description": description})
 
 
+async def _received(dest: Destination, store: TokenStore, sent: TokenOutcome) -> TokenOutcome:
+    """The receiver's answer to a message sent with the destination's current token."""
+    presented = dest.verification_token  # read now: what the request carries
+    try:
+        tokens = await store.tokens()
+    except TokenStoreUnavailable as exc:
+        return TokenOutcome(
+            error={
+                "status": 503,
+                "error": "token_store_unavailable",
+                "error_description": f"the receiver could not read its token store: {exc}",
+            }
+        )
+    if check_token(presented, tokens, accept_pending=store.settings.accept_pending):
+        return sent
+    return TokenOutcome(error=dict(INVALID_TOKEN))
+
+
 class DeliverySimulator:
     """The delivery loop, its token cache and its counters."""
 
@@ -66,6 +96,8 @@ class DeliverySimulator:
         self.interval_seconds = interval_seconds
         self.enabled: set[str] = set()
         self.stats: dict[str, DestinationStats] = {}
+        #: Destination id -> its receiver's token store (none: the token is not checked).
+        self.token_stores: dict[str, TokenStore] = {}
         self.last_failure: dict[str, Any] | None = None
         self._tokens: dict[tuple[str, int], tuple[str, float]] = {}
         self._fetching: dict[tuple[str, int], asyncio.Future[TokenOutcome]] = {}
@@ -108,6 +140,7 @@ class DeliverySimulator:
         self.stats.clear()
         self.last_failure = None
         self.flush_tokens()
+        self.token_stores.clear()
         self._heap.clear()
         self._scheduled.clear()
 
@@ -140,6 +173,16 @@ class DeliverySimulator:
         count = len(self._tokens)
         self._tokens.clear()
         return count
+
+    def attach_store(self, dest_id: str, settings: StoreSettings) -> TokenStore:
+        """Give the destination's receiver a token store (replacing any, with an empty cache)."""
+        store = TokenStore(settings)
+        self.token_stores[dest_id] = store
+        return store
+
+    def detach_store(self, dest_id: str) -> bool:
+        """Stop checking the destination's token; False if it had no store."""
+        return self.token_stores.pop(dest_id, None) is not None
 
     def _poke(self) -> None:
         if self._wake is not None:
@@ -196,6 +239,9 @@ class DeliverySimulator:
             )
         else:
             outcome = await self._token(cred)
+            store = self.token_stores.get(dest_id)
+            if outcome.token is not None and store is not None:
+                outcome = await _received(dest, store, outcome)
         if generation != self._generation or dest_id not in self.state.destinations:
             return None  # reset while in flight
         return self._record(dest_id, cred.id if cred else None, created, outcome)
@@ -278,6 +324,7 @@ class DeliverySimulator:
             "enabled": sorted(self.enabled),
             "running": self._loop_task is not None and not self._loop_task.done(),
             "cached_tokens": len(self._tokens),
+            "token_stores": sorted(self.token_stores),
         }
 
     def stats_view(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``/_sandbox/deliveries...`` control endpoints (no auth): delivery settings, stats, logs.
+"""``/_sandbox/deliveries...`` control endpoints (no auth): delivery settings, stats, logs,
+and ``/_sandbox/destinations/{id}/token-store``, the receiver's token store.
 
 For tests, the demo and benchmarks. The searchable log itself is the Platform API's
 ``POST /platform/v1/environments/{id}/logs/search/metadata``.
@@ -15,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.runtime import runtime_of
+from sandbox.token_store import StoreSettings
 
 __all__ = ["delivery_control_routes"]
 
@@ -82,6 +84,31 @@ async def logs(request: Request) -> Response:
     return JSONResponse({"logs": runtime_of(request).logs.for_destination(dest_id)})
 
 
+async def token_store(request: Request) -> Response:
+    """GET the destination's token store (``token_store`` null if none); PUT ``{endpoint_url,
+    secret_id, region?, refresh_seconds?, accept_pending?}`` attaches one (replacing any, its
+    cache empty); DELETE detaches it (``detached``: whether there was one)."""
+    runtime = runtime_of(request)
+    dest_id: str = request.path_params["destination_id"]
+    if dest_id not in runtime.state.destinations:
+        return _bad(f"unknown destination: {dest_id}", 404)
+    sim = runtime.deliveries
+    if request.method == "DELETE":
+        return JSONResponse({"destination_id": dest_id, "detached": sim.detach_store(dest_id)})
+    if request.method == "PUT":
+        try:
+            data = json.loads(await request.body())
+            if not isinstance(data, dict):
+                raise ValueError("body must be a JSON object")
+            settings = StoreSettings.from_body(data)
+        except ValueError as exc:
+            return _bad(str(exc))
+        sim.attach_store(dest_id, settings)
+    store = sim.token_stores.get(dest_id)
+    view = store.view() if store is not None else None
+    return JSONResponse({"destination_id": dest_id, "token_store": view})
+
+
 def delivery_control_routes() -> list[Route]:
     """Routes relative to /_sandbox."""
     return [
@@ -89,4 +116,9 @@ def delivery_control_routes() -> list[Route]:
         Route("/deliveries/stats", stats, methods=["GET"]),
         Route("/deliveries/tokens", tokens, methods=["DELETE"]),
         Route("/deliveries/logs", logs, methods=["GET"]),
+        Route(
+            "/destinations/{destination_id}/token-store",
+            token_store,
+            methods=["GET", "PUT", "DELETE"],
+        ),
     ]

@@ -10,6 +10,7 @@ from sandbox.replies import ApiError
 __all__ = [
     "CREDENTIAL_ENVELOPE",
     "DESTINATION_PATCH_FIELDS",
+    "MAX_VERIFICATION_TOKEN",
     "SECRET_FIELDS",
     "STRATEGIES",
     "has_name",
@@ -68,6 +69,9 @@ CREDENTIAL_ENVELOPE = ("organization", "name", "environmentId", "authStrategy")
 #: The only keys PATCH /v1/destinations/{id} accepts.
 DESTINATION_PATCH_FIELDS = ("name", "authCredential", "endpoint", "verificationToken")
 
+#: Longest verificationToken accepted [U: Redox documents no limit; it travels in a header].
+MAX_VERIFICATION_TOKEN = 1024
+
 _OAUTH_STRATEGY = "OAuth_2.0_2-legged"
 
 
@@ -100,7 +104,26 @@ def validate_destination_patch(body: dict[str, Any], *, https_only: bool) -> dic
         raise ApiError(400, "authCredential must not be empty")
     if "endpoint" in body:
         check_url("endpoint", body["endpoint"], require_https=https_only)
+    if "verificationToken" in body:
+        check_verification_token(body["verificationToken"])
     return dict(body)
+
+
+def check_verification_token(value: str) -> None:
+    """400 unless ``value`` can travel as a header value unchanged (the message never shows it).
+
+    [U] Redox documents no format: 1 to :data:`MAX_VERIFICATION_TOKEN` printable ASCII
+    characters, no whitespace at either end (HTTP would strip it), is the sandbox's rule.
+    """
+    if not 1 <= len(value) <= MAX_VERIFICATION_TOKEN:
+        raise ApiError(
+            400, f"verificationToken must be 1 to {MAX_VERIFICATION_TOKEN} characters long"
+        )
+    if not all(" " <= char <= "~" for char in value) or value != value.strip():
+        raise ApiError(
+            400,
+            "verificationToken must be printable ASCII without whitespace at either end",
+        )
 
 
 def validate_credential_fields(

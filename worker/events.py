@@ -172,7 +172,9 @@ def format_event(entry: StreamEntry) -> str:
     parts.append(f"dest={event.get('subject', '')}")
     if data.get("rotationId"):
         parts.append(f"rotation={data['rotationId']}")
-    if data.get("oldCredentialId") or data.get("newCredentialId"):
+    if data.get("kind") == "verification_token":
+        parts.append("verification token")
+    elif data.get("oldCredentialId") or data.get("newCredentialId"):
         parts.append(f"{data.get('oldCredentialId')} -> {data.get('newCredentialId')}")
     if data.get("credentialId"):
         parts.append(f"credential={data['credentialId']}")

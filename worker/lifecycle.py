@@ -22,9 +22,9 @@ from worker.logging import get_logger
 from worker.retirement import retire_due
 from worker.runtime import Runtime
 from worker.scheduling.due import next_due
-from worker.store.records import RotationRecord, RotationStore
+from worker.store.records import TOKEN_KIND, RotationRecord, RotationStore
 
-__all__ = ["attach_lifecycle", "follow_up", "may_retire", "retry_delay"]
+__all__ = ["attach_lifecycle", "follow_up", "may_retire", "retry_delay", "token_follow_up"]
 
 log = get_logger(__name__)
 _rng = random.SystemRandom()
@@ -37,6 +37,9 @@ def retry_delay(policy: DestinationPolicy) -> float:
 
 def follow_up(runtime: Runtime, record: RotationRecord) -> None:
     """Schedule the next rotation and queue the old credential's retirement, as the outcome says."""
+    if record.kind == TOKEN_KIND:
+        token_follow_up(runtime, record)
+        return
     schedule = runtime.schedule
     destination_id = record.destination_id
     policy, state = schedule.policy_and_state(destination_id)
@@ -87,6 +90,22 @@ def follow_up(runtime: Runtime, record: RotationRecord) -> None:
             runtime.ledger,
             retry_seconds=runtime.settings.scheduler.retire_retry_seconds,
         )
+
+
+def token_follow_up(runtime: Runtime, record: RotationRecord) -> None:
+    """A verification-token rotation ended: its own next due time (nothing to retire: the
+    old token was replaced in place, and the store keeps it as the previous version)."""
+    schedule = runtime.token_schedule
+    destination_id = record.destination_id
+    policy, state = runtime.schedule.policy_and_state(destination_id)
+    interval = policy.token_interval_seconds if policy is not None else None
+    finished = float(record.get("finished_at") or time.time())
+    if record.outcome == Outcome.NEEDS_ATTENTION or state.held or interval is None:
+        schedule.unschedule(destination_id)
+    elif record.outcome == Outcome.SUCCEEDED:
+        schedule.reschedule(destination_id, finished + interval)
+    else:  # failed / rolled_back: try again after a backoff, not a full interval
+        schedule.reschedule(destination_id, finished + min(3600.0, interval / 10))
 
 
 def may_retire(store: RotationStore, retire: str, credential_id: str) -> bool:

@@ -21,8 +21,10 @@ from worker.retirement import RetirementQueue
 from worker.rotation.outcomes import AfterRotation, Finisher
 from worker.rotation.secret_steps import SecretSteps
 from worker.rotation.steps import RotationSteps, StrategyCatalog
+from worker.rotation.token_steps import TokenSteps
 from worker.rotation.workflow import RotationWorkflow
 from worker.scheduling.store import ScheduleStore
+from worker.scheduling.token_schedule import TokenSchedule
 from worker.secrets.catalog import SourceCatalog
 from worker.store.connection import open_redis
 from worker.store.credentials import CredentialLedger
@@ -109,6 +111,7 @@ class Runtime:
             verify=self.settings.verify,
             watch=self.watch,
             finisher=finisher,
+            tokens=TokenSteps(self.redox, self.store, self.sources),
             metrics=self.metrics,
         )
 
@@ -116,6 +119,11 @@ class Runtime:
     def schedule(self) -> ScheduleStore:
         """Due times and synced policies."""
         return ScheduleStore(self.redis, self.keys)
+
+    @cached_property
+    def token_schedule(self) -> TokenSchedule:
+        """Due times of verification-token rotations."""
+        return TokenSchedule(self.redis, self.keys)
 
     @cached_property
     def states(self) -> DestinationStates:

@@ -17,7 +17,7 @@ from celery import Celery
 from config.registry import is_redox_id
 from worker.errors import UsageError
 from worker.events import TERMINAL_OUTCOMES, EventStream
-from worker.store.records import Claim, RotationStore
+from worker.store.records import CREDENTIAL_KIND, Claim, RotationStore
 
 __all__ = [
     "ROTATE_TASK",
@@ -64,11 +64,16 @@ def request_rotation(
     trigger: str,
     reason: str = "",
     retire_now: bool = False,
+    kind: str = CREDENTIAL_KIND,
 ) -> Claim:
-    """Claim a rotation and send its task; return the claim (existing id if one is running).
-    ``retire_now``: the old credential and its IdP secret go right after the watch."""
+    """Claim a rotation and send its task; return the claim (existing id if one is running,
+    of either kind: one rotation per destination at a time). ``retire_now``: the old
+    credential and its IdP secret go right after the watch. ``kind``: ``auth_credential``,
+    or ``verification_token`` (the destination's token, through its receiver's store)."""
     check_destination_id(destination_id)
-    claim = store.claim(destination_id, trigger=trigger, reason=reason, retire_now=retire_now)
+    claim = store.claim(
+        destination_id, trigger=trigger, reason=reason, retire_now=retire_now, kind=kind
+    )
     if claim.created:
         try:
             send_rotation(app, destination_id, claim.rotation_id)

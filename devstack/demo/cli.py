@@ -60,6 +60,12 @@ def demo(
         "--break",
         help="Also show a rehearsal the IdP refuses and a switch the watch reverts.",
     ),
+    no_tokens: bool = typer.Option(
+        False,
+        "--no-tokens",
+        help="Receivers do not check verification tokens (no local Secrets Manager, and the "
+        "first round rotates no token).",
+    ),
 ) -> None:
     """Run Redis, the sandbox, a worker, beat and Flower locally; show rotations live."""
     from devstack.demo.runner import Demo, DemoOptions
@@ -76,6 +82,7 @@ def demo(
         flower=not no_flower,
         idp=idp,
         break_things=break_things,
+        tokens=not no_tokens,
     )
     options.check()
     # SIGHUP too: a closed terminal or dropped SSH session stops every child as Ctrl-C does.

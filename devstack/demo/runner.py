@@ -22,12 +22,14 @@ from pydantic import SecretStr
 
 from config.settings import Settings
 from devstack.demo.breaker import Breaker
+from devstack.demo.tokens import AWS_ENV, TokenStores
+from devstack.demo.tokens import available as tokens_available
 from devstack.redis_server import free_port
 from devstack.stack import LocalStack, idp_settings
 from sandbox.client import SandboxControl
 from worker.errors import UsageError
 from worker.store.keys import Keys
-from worker.store.records import RotationStore
+from worker.store.records import CREDENTIAL_KIND, TOKEN_KIND, RotationStore
 
 __all__ = ["Demo", "DemoDestination", "DemoOptions", "registry_toml"]
 
@@ -56,6 +58,9 @@ class DemoOptions:
     watch_seconds: int = 15
     poll_seconds: int = 3
     deliveries_every: float = 1.0
+    #: Receivers check verification tokens kept in a local Secrets Manager, and the first
+    #: round rotates one destination's token (needs moto, from the sandbox extra).
+    tokens: bool = True
 
     def check(self) -> None:
         """UsageError naming the first bad option."""
@@ -88,8 +93,13 @@ class DemoDestination:
     initial_credential: str
 
 
-def registry_toml(destinations: list[DemoDestination], options: DemoOptions) -> str:
-    """The demo's registry file: every seeded destination on a fast schedule."""
+def registry_toml(
+    destinations: list[DemoDestination],
+    options: DemoOptions,
+    token_lines: Callable[[str], list[str]] | None = None,
+) -> str:
+    """The demo's registry file: every seeded destination on a fast schedule (and, with
+    ``token_lines``, its verification-token policy)."""
     lines = [
         "# Written by `rotator demo`: the sandbox's seeded destinations on a fast schedule.",
         "[defaults]",
@@ -103,6 +113,7 @@ def registry_toml(destinations: list[DemoDestination], options: DemoOptions) -> 
             f'id = "{dest.id}"',
             f'environment = "{dest.environment_id}"',
             f'name = "{dest.name}"',
+            *(token_lines(dest.id) if token_lines is not None else []),
             "",
         ]
     return "\n".join(lines)
@@ -121,6 +132,7 @@ class Demo:
     started_at: float = field(default_factory=time.time)
     control: SandboxControl | None = None
     _breaker: Breaker | None = None
+    _tokens: TokenStores | None = None
     _client: redis.Redis | None = None
     _settings: Settings | None = None
 
@@ -175,8 +187,16 @@ class Demo:
         self.control = control
         stack.extra_env.update(idp_settings(control, opts.idp))
         self.destinations = [_destination(d) for d in control.state()["destinations"]]
+        token_lines = None
+        if opts.tokens and tokens_available():
+            self._tokens = TokenStores(control, self.say)
+            self._tokens.start([d.id for d in self.destinations])
+            stack.extra_env.update(AWS_ENV)
+            token_lines = self._tokens.registry_lines
+        elif opts.tokens:
+            self.say("moto is not installed (pip install -e '.[sandbox]'): no token rotation")
         registry = stack.dir / "registry.toml"
-        registry.write_text(registry_toml(self.destinations, opts), encoding="utf-8")
+        registry.write_text(registry_toml(self.destinations, opts, token_lines), encoding="utf-8")
         stack.extra_env["ROTATOR_REGISTRY_PATH"] = str(registry)
         self.say("starting a worker and beat")
         stack.start_worker("demo", concurrency=4)
@@ -230,7 +250,8 @@ class Demo:
         self._breaker.start()
 
     def first_round(self) -> list[str]:
-        """Trigger a rotation of every destination now (trigger ``operator``)."""
+        """Trigger a rotation of every destination now (trigger ``operator``): their
+        credentials, and the last one's verification token when receivers check tokens."""
         from worker.celery_app import create_app
         from worker.trigger import request_rotation
 
@@ -240,12 +261,16 @@ class Demo:
             stream_maxlen=settings.events.stream_maxlen,
         )  # fmt: skip
         app = create_app(settings)
+        reason = "rotator demo: first round"
+        kinds = [CREDENTIAL_KIND] * len(self.destinations)
+        if self._tokens is not None:  # the last destination shows a verification token's
+            kinds[-1] = TOKEN_KIND
         try:
             return [
                 request_rotation(
-                    app, store, dest.id, trigger="operator", reason="rotator demo: first round"
+                    app, store, dest.id, trigger="operator", reason=reason, kind=kind
                 ).rotation_id
-                for dest in self.destinations
+                for dest, kind in zip(self.destinations, kinds, strict=True)
             ]
         finally:
             app.close()
@@ -254,6 +279,8 @@ class Demo:
         """Stop every child process and remove the temporary directory."""
         if self._breaker is not None:
             self._breaker.close()
+        if self._tokens is not None:
+            self._tokens.close()
         if self.control is not None:
             self.control.close()
             self.control = None

@@ -87,8 +87,8 @@ def test_status_plan_pause_resume_retry(
     assert [u["destinationId"] for u in plan["upcoming"]] == [c]
     assert (plan["rotations"], plan["destinations"], plan["retirements"]) == (1, 1, 2)
     calls = plan["redoxCalls"]
-    assert calls["rotations"] == 4 and calls["deletes"] == 2 and calls["lists"] == 2
-    assert calls["total"] == 8
+    assert calls["rotations"] == 5 and calls["deletes"] == 2 and calls["lists"] == 2
+    assert calls["total"] == 9
     assert plan["budget"]["requests"] == 6000 and plan["budget"]["withinBudget"] is True
     assert plan["budget"]["horizonCapacity"] == pytest.approx(6000 * 7200 / 300)
     later = run_json(stack, "plan", "--hours", str(24 * 31), "--json")

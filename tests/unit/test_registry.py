@@ -265,7 +265,8 @@ def test_a_secret_written_in_the_registry_is_refused() -> None:
         ),
         (
             HEAD + '[environments."a/b"]\ngrace = "1h"\n',
-            "registry.toml: environments.\"a/b\": bad id 'a/b' (use 1-64 letters, digits, '-' or '_')",
+            "registry.toml: environments.\"a/b\": bad id 'a/b' "
+            "(use 1-64 letters, digits, '-' or '_')",
         ),
         (
             "destinations = 3\n",

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import typer
 
+from config.settings import Settings
 from worker.celery_app import create_app
 from worker.cli.common import console, err_console, open_runtime, settings_or_exit
 from worker.cli.fleet import rotate_fleet
 from worker.errors import UsageError
 from worker.sharing import sharing
+from worker.store.records import CREDENTIAL_KIND, TOKEN_KIND
 from worker.trigger import check_destination_id, describe, request_rotation, wait_for_outcome
 
 __all__ = ["register"]
@@ -38,8 +41,15 @@ def rotate(
         20, "--concurrency", min=1, help="With --all: rotations in flight."
     ),
     yes: bool = typer.Option(False, "--yes", help="With --all: do not ask for confirmation."),
+    verification_token: bool = typer.Option(
+        False,
+        "--verification-token",
+        help="Rotate the destination's verification token (through its receiver's store) "
+        "instead of its auth credential.",
+    ),
 ) -> None:
-    """Rotate a destination's auth credential now; exit 0 on success, 1 on failure.
+    """Rotate a destination's auth credential (or, with --verification-token, its
+    verification token) now; exit 0 on success, 1 on failure.
 
     With --wait it returns at the terminal event: after the switch, deliveries are watched
     for ROTATOR_VERIFY__WATCH_SECONDS (15 min by default) before the rotation succeeds.
@@ -48,6 +58,8 @@ def rotate(
     if timeout is None:
         verify = settings.verify
         timeout = verify.rehearsal_seconds + verify.watch_seconds + 2 * verify.poll_seconds + 300
+    if verification_token and (all_destinations or retire_now):
+        raise UsageError("--verification-token rotates one destination; no --all or --retire-now")
     if all_destinations:
         if destination_id:
             raise UsageError("give either a DESTINATION_ID or --all, not both")
@@ -60,14 +72,36 @@ def rotate(
     if not destination_id:
         raise UsageError("missing DESTINATION_ID (or use --all)")
     check_destination_id(destination_id)
+    kind = TOKEN_KIND if verification_token else CREDENTIAL_KIND
+    request = _Request(destination_id, kind, reason, retire_now, json_output)
+    code = _rotate_one(settings, request, timeout if wait else None)
+    raise typer.Exit(code)
+
+
+@dataclass(frozen=True)
+class _Request:
+    destination_id: str
+    kind: str
+    reason: str
+    retire_now: bool
+    json_output: bool
+
+
+def _rotate_one(settings: Settings, request: _Request, timeout: float | None) -> int:
+    """Trigger the rotation; with a ``timeout``, follow it to its end. The exit code."""
+    destination_id, json_output = request.destination_id, request.json_output
     runtime = open_runtime(settings)
-    runtime.sources.source_for(destination_id)  # no secret source: exit 2, nothing sent
+    shared = None
+    if request.kind == TOKEN_KIND:
+        runtime.sources.token_policy(destination_id)  # no receiver's store: exit 2
+    else:
+        runtime.sources.source_for(destination_id)  # no secret source: exit 2, nothing sent
+        shared = sharing(runtime, destination_id) if not json_output else None  # before it moves
     store, events = runtime.store, runtime.events
-    shared = sharing(runtime, destination_id) if not json_output else None  # before it moves
     since = events.last_id()
     claim = request_rotation(
-        create_app(settings), store, destination_id, trigger="operator", reason=reason,
-        retire_now=retire_now,
+        create_app(settings), store, destination_id, trigger="operator", reason=request.reason,
+        retire_now=request.retire_now, kind=request.kind,
     )  # fmt: skip
     summary = describe(claim, destination_id)
     if shared is not None and shared.others:
@@ -75,25 +109,25 @@ def rotate(
             f"note: credential {shared.credential_id} is shared with {', '.join(shared.others)}: "
             "they keep it until their own rotation adopts the new one; it retires when none uses it"
         )
-    if not wait:
+    if timeout is None or not json_output:
         _print_claim(summary, json_output)
-        return
-    if not json_output:
-        _print_claim(summary, False)
+    if timeout is None:
+        return 0
+    token = request.kind == TOKEN_KIND
 
     def switched(event: dict[str, Any]) -> None:
         if not json_output:
-            data = event.get("data") or {}
+            new = event.get("data", {}).get("newCredentialId")
+            what = "the new verification token" if token else new
             console.print(
-                f"switched to {data.get('newCredentialId')}; watching deliveries for "
-                f"{settings.verify.watch_seconds:g}s"
+                f"switched to {what}; watching deliveries for {settings.verify.watch_seconds:g}s"
             )
 
     event = wait_for_outcome(events, store, claim.rotation_id, since, timeout, on_switched=switched)
     if event is None:
         summary["outcome"] = "timeout"
         _emit(summary, json_output, f"timed out after {timeout:g}s waiting for {claim.rotation_id}")
-        raise typer.Exit(1)
+        return 1
     outcome = str(event.get("type", "")).rsplit(".", 1)[-1]
     data = event.get("data") or {}
     summary.update(
@@ -102,14 +136,17 @@ def rotate(
         newCredentialId=data.get("newCredentialId"),
         error=data.get("error"),
     )
+    if token:
+        summary["kind"] = TOKEN_KIND
     error = data.get("error") or {}
-    line = (
-        f"{outcome}: {destination_id} now uses {data.get('newCredentialId')}"
-        if outcome == "succeeded"
-        else f"{outcome}: {error.get('class', '')} {error.get('message', '')}"
-    )
+    if outcome != "succeeded":
+        line = f"{outcome}: {error.get('class', '')} {error.get('message', '')}"
+    elif token:
+        line = f"{outcome}: {destination_id} has a new verification token (current in its store)"
+    else:
+        line = f"{outcome}: {destination_id} now uses {data.get('newCredentialId')}"
     _emit(summary, json_output, line)
-    raise typer.Exit(0 if outcome == "succeeded" else 1)
+    return 0 if outcome == "succeeded" else 1
 
 
 def _print_claim(summary: dict[str, Any], json_output: bool) -> None:

@@ -118,7 +118,8 @@ def plan(
     """Dry run: what will rotate in the next HOURS and how many Redox calls that costs
     against the rate budget (ROTATOR_RATE_LIMIT__REQUESTS per __WINDOW_SECONDS).
 
-    Rotations cost 4 calls, retirements 1 DELETE plus one list per environment and batch.
+    Rotations cost 5 calls (plus the watch's log searches, per environment), retirements
+    1 DELETE plus one list per environment and batch.
     --json prints {"now", "until", "hours", "rotations", "destinations", "overdue",
     "retirements", "redoxCalls": {rotations, deletes, lists, total}, "budget": {requests,
     windowSeconds, horizonCapacity, share, peakWindowStart, peakWindowCalls, peakShare,

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlencode
 
 import httpx
+from pydantic import SecretStr
 
 from config.settings import RedoxSettings, RetrySettings
 from worker import guard
@@ -158,6 +159,17 @@ class RedoxClient:
             body={"authCredential": auth_credential},
         )
         return validate_model(Destination, pick_object(payload, ("destination",), what), what)
+
+    def update_verification_token(self, destination_id: str, token: SecretStr) -> None:
+        """PATCH /v1/destinations/{id} with ``{"verificationToken": ...}`` only (idempotent).
+        The reply is not read beyond its status: Redox does not echo the token [U]."""
+        self._retried(
+            "patch_destination",
+            "PATCH",
+            f"/v1/destinations/{_seg(destination_id)}",
+            body={"verificationToken": token.get_secret_value()},
+            reply="none",
+        )
 
     # -- auth credentials ---------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from worker.metrics import MetricsRecorder
 from worker.signals import step_done
 from worker.store.destinations import finished_fields
 from worker.store.lease import Fence
-from worker.store.records import RotationRecord, RotationStore
+from worker.store.records import TOKEN_KIND, RotationRecord, RotationStore
 
 __all__ = ["AfterRotation", "Finisher", "rotation_event"]
 
@@ -45,6 +45,8 @@ def rotation_event(
         "attempt": record.attempt,
         "error": error_data(error),
     }
+    if record.kind == TOKEN_KIND:  # the credential does not change: say what did
+        data["kind"] = TOKEN_KIND
     data.update(extra)
     return cloud_event(f"rotator.rotation.{kind}", record.destination_id, data)
 
@@ -79,6 +81,7 @@ class Finisher:
             new_credential_id=record.get("new_credential_id"),
             finished_at=now,
             error=f"{err['class']}: {err['message']}" if err else None,
+            token=record.kind == TOKEN_KIND,
         )
         event = rotation_event(record, outcome.value, error=exc)
         if self.store.finish(

@@ -40,6 +40,7 @@ from worker.errors import (
     PermanentError,
     RehearsalFailed,
     RotatorError,
+    SinkRejected,
     SourceNotConfigured,
     TransientError,
 )
@@ -49,9 +50,10 @@ from worker.metrics import MetricsRecorder
 from worker.rotation.outcomes import Finisher, rotation_event
 from worker.rotation.secret_steps import SecretSteps
 from worker.rotation.steps import RotationSteps
+from worker.rotation.token_steps import TokenSteps
 from worker.secrets.base import SecretSource
 from worker.store.lease import Fence
-from worker.store.records import RotationRecord, RotationStore
+from worker.store.records import TOKEN_KIND, RotationRecord, RotationStore
 from worker.watch.store import WatchStore
 
 __all__ = ["WATCHING", "RotationWorkflow", "SourceFor"]
@@ -64,7 +66,7 @@ WATCHING: Final = "watching"
 #: The secret source of a destination (by id; SourceNotConfigured when there is none).
 SourceFor = Callable[[str], SecretSource]
 #: Errors that need a person, whatever was made: the outcome is needs_attention.
-PERSON_MUST_ACT = (SourceNotConfigured, IdpRejected)
+PERSON_MUST_ACT = (SourceNotConfigured, IdpRejected, SinkRejected)
 
 
 @dataclass
@@ -78,6 +80,7 @@ class RotationWorkflow:
     verify: VerifySettings
     watch: WatchStore
     finisher: Finisher
+    tokens: TokenSteps | None = None
     metrics: MetricsRecorder | None = None
     clock: Callable[[], float] = time.time
 
@@ -163,6 +166,10 @@ class RotationWorkflow:
     # -- forward -------------------------------------------------------------------------
 
     def _rotate(self, record: RotationRecord, fence: Fence) -> str:
+        if record.kind == TOKEN_KIND:
+            with self._timed("switch"):
+                self._token_steps().rotate(record, fence)
+            return self._switched(record, fence)
         source = self.source_for(record.destination_id)  # refused before any Redox call
         with self._timed("read"):
             destination, _, old_id = self.steps.read(record, fence)
@@ -204,7 +211,7 @@ class RotationWorkflow:
             record.rotation_id, "switched_published", rotation_event(record, "switched")
         )
         if self.verify.watch_seconds <= 0:
-            return self.finisher.finish(record, Outcome.SUCCEEDED, None, fence)
+            return self._succeed(record, fence)
         until = now + self.verify.watch_seconds
         self.store.write_fenced(
             record,
@@ -221,7 +228,7 @@ class RotationWorkflow:
     def _conclude(self, record: RotationRecord, fence: Fence, verdict: str) -> str:
         """The watch's verdict: succeeded, reverted, or drift."""
         if verdict == "clean":
-            return self.finisher.finish(record, Outcome.SUCCEEDED, None, fence)
+            return self._succeed(record, fence)
         if verdict == "drift":
             found = record.get("watch_found_credential")
             raise DriftDetected(
@@ -239,11 +246,26 @@ class RotationWorkflow:
             self._undo(record, fence, switch_back=True)
         return self.finisher.finish(record, Outcome.ROLLED_BACK, failing, fence)
 
+    def _succeed(self, record: RotationRecord, fence: Fence) -> str:
+        if record.kind == TOKEN_KIND:  # only now may receivers drop the old token
+            self._token_steps().promote(record)
+        return self.finisher.finish(record, Outcome.SUCCEEDED, None, fence)
+
+    def _token_steps(self) -> TokenSteps:
+        if self.tokens is None:
+            raise SourceNotConfigured("verification-token rotations are not set up here")
+        return self.tokens
+
     # -- undo ----------------------------------------------------------------------------
 
     def _undo(self, record: RotationRecord, fence: Fence, *, switch_back: bool) -> list[str]:
         """Put the old credential back (``switch_back``), delete the unused new credential,
-        revoke the new IdP secret once no credential holds it; record what was done."""
+        revoke the new IdP secret once no credential holds it; record what was done. A token
+        rotation puts the old token back and withdraws the pending one."""
+        if record.kind == TOKEN_KIND:
+            done = self._token_steps().undo(record, fence, switch_back=switch_back)
+            self.store.write(record, rollback=("; ".join(done) or "nothing to undo")[:300])
+            return done
         made = self.steps.new_credential(record)
         done = self.steps.switch_back(record, fence) if switch_back and made else []
         done += self.steps.discard_new(record, fence)

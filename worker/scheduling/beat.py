@@ -9,7 +9,8 @@ named ``local:<job>`` call a function here instead of sending a message.
 Jobs (see :data:`LOCAL_JOBS`):
 
 * ``enqueue-due`` every tick: claim due destinations atomically and send one
-  ``rotate_destination`` per claim (:func:`worker.scheduling.enqueue.enqueue_due_once`).
+  ``rotate_destination`` per claim (:func:`worker.scheduling.enqueue.enqueue_due_once`),
+  then the same for due verification tokens (their own schedule).
 * ``retire-due`` every three ticks: send ``retire_due`` when a retirement job is due.
 * ``watch-due`` every tick: send one ``watch_environment`` per environment whose watched
   rotations are due for a look (each is looked at every ``ROTATOR_VERIFY__POLL_SECONDS``).
@@ -34,7 +35,7 @@ from config.registry import load_registry
 from worker.celery_app import settings_of
 from worker.logging import get_logger
 from worker.runtime import Runtime
-from worker.scheduling.enqueue import enqueue_due_once
+from worker.scheduling.enqueue import enqueue_due_once, enqueue_due_tokens
 from worker.scheduling.reaper import resume_stalled
 from worker.scheduling.store import SyncReport
 
@@ -69,12 +70,16 @@ def sync_registry(runtime: Runtime) -> SyncReport | None:
         last_rotated=runtime.states.last_success_at,
     )
     schedule.spread_overdue(time.time(), catchup, rng)
+    runtime.token_schedule.sync(
+        registry.policies(), time.time(), rng, lambda d: runtime.states.get(d).token_since
+    )
     return report
 
 
 def enqueue_due(app: Celery, runtime: Runtime) -> None:
-    """Claim due destinations and send their rotations."""
+    """Claim due destinations and send their rotations (credentials, then tokens)."""
     enqueue_due_once(app, runtime, batch_size=runtime.settings.scheduler.batch_size)
+    enqueue_due_tokens(app, runtime)
 
 
 def retire_due(app: Celery, runtime: Runtime) -> None:

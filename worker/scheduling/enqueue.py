@@ -14,10 +14,12 @@ from celery import Celery
 
 from worker.logging import get_logger
 from worker.runtime import Runtime
+from worker.scheduling.token_schedule import BUSY_RETRY_SECONDS
 from worker.secrets.catalog import no_source_reason
+from worker.store.records import TOKEN_KIND
 from worker.trigger import request_rotation
 
-__all__ = ["CLAIM_LEASE_SECONDS", "SEND_RETRY_SECONDS", "enqueue_due_once"]
+__all__ = ["CLAIM_LEASE_SECONDS", "SEND_RETRY_SECONDS", "enqueue_due_once", "enqueue_due_tokens"]
 
 log = get_logger(__name__)
 
@@ -70,3 +72,31 @@ def enqueue_due_once(
     if due:
         log.info("due rotations enqueued", **counts)
     return counts
+
+
+def enqueue_due_tokens(app: Celery, runtime: Runtime, now: float | None = None) -> int:
+    """Trigger a verification-token rotation for each due destination; return how many
+    started (a destination busy with a rotation of the other kind comes back soon)."""
+    moment = time.time() if now is None else now
+    schedule = runtime.token_schedule
+    started = 0
+    due = schedule.claim_due(moment, runtime.settings.scheduler.batch_size)
+    for destination_id, state in zip(due, runtime.states.get_many(due), strict=True):
+        if state.held:
+            schedule.unschedule(destination_id)
+            continue
+        try:
+            claim = request_rotation(
+                app, runtime.store, destination_id, trigger="schedule", kind=TOKEN_KIND
+            )
+        except Exception as exc:  # broker down: try again soon
+            schedule.reschedule(destination_id, moment + BUSY_RETRY_SECONDS)
+            log.warning("token rotation not sent", destination_id=destination_id, error=repr(exc))
+            continue
+        if claim.created:
+            started += 1
+        else:  # a rotation of the other kind is running: come back after it
+            schedule.reschedule(destination_id, moment + BUSY_RETRY_SECONDS)
+    if due:
+        log.info("due token rotations enqueued", claimed=len(due), started=started)
+    return started

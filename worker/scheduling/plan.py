@@ -33,7 +33,9 @@ __all__ = [
     "plan_from_store",
 ]
 
-CALLS_PER_ROTATION = 4
+#: GET destination, GET old credential, POST credential, GET destination, PATCH (the watch
+#: adds its log searches per environment, shared by the rotations watched there).
+CALLS_PER_ROTATION = 5
 CALLS_PER_RETIREMENT = 1
 #: Stop repeating one destination after this many rotations (a 60 s interval over a week).
 MAX_REPEATS = 20_000

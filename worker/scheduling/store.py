@@ -25,14 +25,15 @@ from worker.scheduling.due import Rng, catchup_due, first_due
 from worker.store.destinations import DestinationState
 from worker.store.keys import Keys
 
-__all__ = ["ScheduleStore", "SyncReport"]
+__all__ = ["CLAIM_SCRIPT", "ScheduleStore", "SyncReport"]
 
 _CHUNK = 1000
 _T = TypeVar("_T")
 
 # KEYS[1] schedule; ARGV: now, limit, lease-until. Each claimed id moves to the lease time,
 # so a concurrent caller (or this one, next tick) cannot claim it again until the lease ends.
-_CLAIM = """
+#: KEYS[1] a schedule; ARGV: now, limit, lease-until. Claimed ids move to the lease time.
+CLAIM_SCRIPT = _CLAIM = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
   redis.call('ZADD', KEYS[1], ARGV[3], id)

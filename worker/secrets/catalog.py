@@ -1,4 +1,5 @@
-"""Which secret source a destination uses: its registry entry, else the Settings' default.
+"""Which secret source a destination uses (its registry entry, else the Settings' default),
+and where its verification token is handed to its receiver (its registry entry only).
 
 Specs come only from the registry file (``ROTATOR_REGISTRY_PATH``) and Settings, never from
 Redis. The registry is read again when the file changes (checked at most every
@@ -17,10 +18,13 @@ from config.errors import ConfigError
 from config.registry import Registry, load_registry
 from config.secret_sources import SecretSourceSpec, merged_spec, spec_problems
 from config.settings import Settings
+from config.verification_token import VerificationTokenPolicy
 from worker.errors import SourceNotConfigured
 from worker.logging import get_logger
 from worker.secrets.base import SecretSource
 from worker.secrets.build import build_source
+from worker.sinks.base import SecretSink
+from worker.sinks.build import build_sink
 
 __all__ = ["RELOAD_SECONDS", "SourceCatalog", "no_source_reason"]
 
@@ -57,6 +61,7 @@ class SourceCatalog:
         self._mtime: float | None = None
         self._checked = float("-inf")
         self._built: dict[str, SecretSource] = {}
+        self._sinks: dict[str, SecretSink] = {}
 
     def registry(self) -> Registry | None:
         """The registry in force (re-read when the file changed), or None without one."""
@@ -115,3 +120,29 @@ class SourceCatalog:
                     raise SourceNotConfigured(f"destination {destination_id}: {exc}") from None
                 self._built[key] = source
         return source
+
+    def token_policy(self, destination_id: str) -> VerificationTokenPolicy:
+        """The destination's verification-token policy (SourceNotConfigured without one:
+        the service does not know where the destination's receiver reads its token)."""
+        registry = self.registry()
+        policy = registry.verification_token(destination_id) if registry is not None else None
+        if policy is None:
+            raise SourceNotConfigured(
+                f"no verification_token policy for destination {destination_id}: add "
+                "[destinations.verification_token] with its receiver's sink to the registry"
+            )
+        return policy
+
+    def sink_for(self, destination_id: str) -> SecretSink:
+        """The live sink of the destination's verification token (built once per spec)."""
+        spec = self.token_policy(destination_id).sink
+        key = spec.model_dump_json()
+        with self._lock:
+            sink = self._sinks.get(key)
+            if sink is None:
+                try:
+                    sink = build_sink(spec, self._settings)
+                except ConfigError as exc:
+                    raise SourceNotConfigured(f"destination {destination_id}: {exc}") from None
+                self._sinks[key] = sink
+        return sink

@@ -199,6 +199,11 @@ class AwsSecretsManagerSink:
                 )
         log.info("secret version discarded", secret=self._secret_id, version=version)
 
+    def published(self, rotation_id: str) -> SecretStr | None:
+        """This rotation's version's value (whatever its labels now), or None."""
+        version = version_id_for(rotation_id)
+        return self._read(self._what("read", rotation_id), VersionId=version)
+
     def current(self) -> SecretStr | None:
         """The ``AWSCURRENT`` value (None when no version is current)."""
         return self._labelled(CURRENT)

@@ -54,6 +54,11 @@ class SecretSink(Protocol):
         """Withdraw this rotation's version (rollback); nothing to withdraw is success."""
         ...
 
+    def published(self, rotation_id: str) -> SecretStr | None:
+        """The value this rotation published (None when it published none): a resumed
+        rotation switches Redox to exactly the value its receivers were handed."""
+        ...
+
     def current(self) -> SecretStr | None:
         """The current value (None when the secret has no current version)."""
         ...

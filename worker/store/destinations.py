@@ -52,6 +52,7 @@ class StateField(StrEnum):
     LAST_SUCCESS_AT = "last_success_at"
     NEEDS_ATTENTION = "needs_attention"
     PAUSED = "paused"
+    TOKEN_SINCE = "token_since"
 
 
 def _float(value: Any) -> float | None:
@@ -83,6 +84,8 @@ class DestinationState:
     needs_attention_since: float | None = None
     #: When ``rotator pause`` paused it (None: not paused by an operator).
     paused_since: float | None = None
+    #: When this service last put a new verification token in place.
+    token_since: float | None = None
 
     @classmethod
     def from_hash(cls, raw: Mapping[Any, Any]) -> DestinationState:
@@ -100,6 +103,7 @@ class DestinationState:
             last_success_at=_float(data.get(StateField.LAST_SUCCESS_AT)),
             needs_attention_since=_float(data.get(StateField.NEEDS_ATTENTION)),
             paused_since=_float(data.get(StateField.PAUSED)),
+            token_since=_float(data.get(StateField.TOKEN_SINCE)),
         )
 
     @property
@@ -130,15 +134,25 @@ def finished_fields(
     new_credential_id: str | None,
     finished_at: str,
     error: str | None,
+    token: bool = False,
 ) -> dict[str, str]:
-    """The state fields a rotation's terminal outcome writes (with the outcome, atomically)."""
+    """The state fields a rotation's terminal outcome writes (with the outcome, atomically);
+    a verification-token rotation (``token``) leaves the credential's fields alone."""
     values: dict[str, str] = {
         StateField.LAST_ROTATION_ID: rotation_id,
         StateField.LAST_OUTCOME: outcome.value,
         StateField.LAST_FINISHED_AT: finished_at,
         StateField.ENVIRONMENT_ID: environment_id or "",
     }
-    if outcome is Outcome.SUCCEEDED:
+    if outcome is Outcome.SUCCEEDED and token:
+        values.update(
+            {
+                StateField.TOKEN_SINCE: finished_at,
+                StateField.NEEDS_ATTENTION: "",
+                StateField.LAST_ERROR: "",
+            }
+        )
+    elif outcome is Outcome.SUCCEEDED:
         values.update(
             {
                 StateField.CREDENTIAL_ID: new_credential_id or "",

@@ -57,6 +57,11 @@ class Keys:
         """Sorted set: destination id -> next due time (unix seconds)."""
         return f"{self.prefix}:schedule"
 
+    @property
+    def token_schedule(self) -> str:
+        """Sorted set: destination id -> next due time of its verification-token rotation."""
+        return f"{self.prefix}:token-schedule"
+
     def policy(self, destination_id: str) -> str:
         """Hash: the destination's policy as loaded from the registry file (JSON)."""
         return f"{self.prefix}:policy:{destination_id}"

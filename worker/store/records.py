@@ -33,7 +33,20 @@ from worker.store.keys import Keys
 if TYPE_CHECKING:
     from worker.store.lease import Fence
 
-__all__ = ["Claim", "RotationRecord", "RotationStore", "RunSnapshot"]
+__all__ = [
+    "CREDENTIAL_KIND",
+    "KINDS",
+    "TOKEN_KIND",
+    "Claim",
+    "RotationRecord",
+    "RotationStore",
+    "RunSnapshot",
+]
+
+#: The two kinds of rotation: the auth credential, and the destination's verification token.
+CREDENTIAL_KIND = "auth_credential"
+TOKEN_KIND = "verification_token"
+KINDS = (CREDENTIAL_KIND, TOKEN_KIND)
 
 _CLAIM = """
 local current = redis.call('GET', KEYS[1])
@@ -183,6 +196,11 @@ class RotationRecord:
         return self.get("outcome")
 
     @property
+    def kind(self) -> str:
+        """What the rotation replaces: ``auth_credential`` or ``verification_token``."""
+        return self.fields.get("kind") or CREDENTIAL_KIND
+
+    @property
     def attempt(self) -> int:
         """How many task runs this rotation has had."""
         return int(self.fields.get("attempt") or 0)
@@ -218,6 +236,7 @@ class RotationStore:
         reason: str = "",
         rotation_id: str | None = None,
         retire_now: bool = False,
+        kind: str = CREDENTIAL_KIND,
     ) -> Claim:
         """Claim a rotation of ``destination_id``, or return the one already in progress.
         ``retire_now``: retire the old credential and its secret right after the watch
@@ -232,6 +251,7 @@ class RotationStore:
             "requested_at": repr(time.time()),
             "attempt": "0",
             "retire_now": "1" if retire_now else "",
+            "kind": kind,
         }
         flat: list[str] = [item for pair in fields.items() for item in pair]
         created, current = self._claim(

@@ -145,13 +145,17 @@ def poll_environment(
         verdict, after, before = judge(w, by_destination.get(w.destination_id, []), now)
         verdicts[w.rotation_id], counts[w.rotation_id] = verdict, (after, before)
     found: dict[str, str | None] = {}
-    if any(v is Verdict.CLEAN for v in verdicts.values()):
+    # A clean credential switch is confirmed in Redox before it is called a success; a token
+    # rotation (no new credential) has nothing Redox shows: its deliveries are the proof.
+    confirm = [
+        w for w in watched if verdicts[w.rotation_id] is Verdict.CLEAN and w.new_credential_id
+    ]
+    if confirm:
         current = {d.id: d.auth_credential for d in redox.list_destinations(environment_id)}
-        for w in watched:
-            if verdicts[w.rotation_id] is Verdict.CLEAN:
-                found[w.rotation_id] = current.get(w.destination_id)
-                if current.get(w.destination_id) != w.new_credential_id:
-                    verdicts[w.rotation_id] = Verdict.DRIFT
+        for w in confirm:
+            found[w.rotation_id] = current.get(w.destination_id)
+            if current.get(w.destination_id) != w.new_credential_id:
+                verdicts[w.rotation_id] = Verdict.DRIFT
     for w in watched:
         verdict = verdicts[w.rotation_id]
         if verdict is Verdict.WATCHING:
