@@ -17,7 +17,7 @@ import math
 from collections import Counter
 from typing import Any
 
-from bench.harness import UNLIMITED, Driver, Figure, command_for, fmt_counts
+from bench.harness import IDP_UNLIMITED, UNLIMITED, Driver, Figure, command_for, fmt_counts
 from devstack.rig import Rig
 
 __all__ = ["run"]
@@ -32,7 +32,7 @@ REDOX = ("/platform/", "/v2/auth/token")
 def run(stack: Rig, quick: bool = False) -> Figure:
     """Rotate N destinations once, retire their old credentials, count the journal."""
     count = 5 if quick else 50
-    stack.reset()
+    stack.reset(idp_rate_limit=IDP_UNLIMITED)
     destinations = stack.seed(count, deliveries=False)
     stack.control.clear_journal()
     stack.worker("calls", concurrency=8, pool="threads", env=UNLIMITED)

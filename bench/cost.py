@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from bench.harness import UNLIMITED, Driver, Figure, command_for, fmt_counts
+from bench.harness import IDP_UNLIMITED, UNLIMITED, Driver, Figure, command_for, fmt_counts
 from devstack.rig import Rig
 
 __all__ = ["run"]
@@ -139,7 +139,7 @@ def _phase(stack: Rig, driver: Driver, size: int, count: int) -> Phase:
 def run(stack: Rig, quick: bool = False) -> Figure:
     """Rotate N destinations at 100 and at 10,000 credentials; compare bytes per rotation."""
     count = 5 if quick else 20
-    stack.reset()
+    stack.reset(idp_rate_limit=IDP_UNLIMITED)
     stack.worker("cost", concurrency=8, pool="threads", env=UNLIMITED)
     driver = Driver(stack.settings(**UNLIMITED))
     try:

@@ -53,6 +53,10 @@ UNLIMITED = {
     "ROTATOR_RATE_LIMIT__REQUESTS": "100000000",
     "ROTATOR_RATE_LIMIT__WINDOW_SECONDS": "60",
 }
+#: IdP management calls per minute for the figures that measure the service alone: far above
+#: anything they reach. At the sandbox's default (Okta's usual 600/min, which the Okta adapter
+#: paces itself to) more than ~150 rotations a minute would wait for the IdP's window.
+IDP_UNLIMITED = 100_000_000
 #: The worker setup the throughput figures run (pool, concurrency per process, processes):
 #: the recommended production setting for this machine (see docs/performance.md).
 SERVICE_WORKERS = (
@@ -60,6 +64,7 @@ SERVICE_WORKERS = (
     int(os.environ.get("BENCH_CONCURRENCY", "16")),
     int(os.environ.get("BENCH_PROCESSES", "3")),
 )
+RETIRED_TYPE = "rotator.credential.retired"
 TERMINAL_TYPES = {f"rotator.rotation.{o}": o for o in TERMINAL_OUTCOMES}
 
 
@@ -145,23 +150,29 @@ class Driver:
         self.app = create_app(settings)
         rows: Any = self.redis.xrevrange(self.keys.events, count=1)
         self._last = str(rows[0][0]) if rows else "0-0"
+        #: Rotations whose old credential was retired (seen by :meth:`ended`).
+        self.retired: set[str] = set()
 
     def trigger(self, destination_id: str) -> str:
         """Claim and send one rotation; return its id."""
         return request_rotation(self.app, self.store, destination_id, trigger="fleet").rotation_id
 
     def ended(self, block_ms: int = 200) -> list[tuple[str, str, str]]:
-        """``(rotation id, destination id, outcome)`` of terminal events since the last call."""
+        """``(rotation id, destination id, outcome)`` of terminal events since the last call;
+        the rotations whose old credential was retired meanwhile go to :attr:`retired`."""
         reply: Any = self.redis.xread({self.keys.events: self._last}, block=block_ms, count=2000)
         done: list[tuple[str, str, str]] = []
         for _, rows in reply or []:
             for stream_id, fields in rows:
                 self._last = str(stream_id)
                 event = json.loads(fields["event"])
-                outcome = TERMINAL_TYPES.get(event.get("type", ""))
+                kind = event.get("type", "")
+                outcome = TERMINAL_TYPES.get(kind)
                 if outcome is not None:
                     data = event["data"]
                     done.append((data["rotationId"], data["destinationId"], outcome))
+                elif kind == RETIRED_TYPE and event["data"].get("rotationId"):
+                    self.retired.add(event["data"]["rotationId"])
         return done
 
     def run(
@@ -172,28 +183,34 @@ class Driver:
         in_flight: int | None = None,
         timeout: float = 600.0,
         every: Callable[[int], None] | None = None,
+        retired_first: bool = False,
     ) -> RunResult:
         """Rotate every destination once; with ``total`` above their count, keep
         ``in_flight`` rotations going (default: half the destinations) until ``total``
         ended. A destination is rotated again only after it rested at the back of the
-        queue (its previous task must have released its lease first).
-        ``every(n)`` is called after each batch of terminal events with the count so far."""
+        queue (its previous task must have released its lease first) and, with
+        ``retired_first``, after the old credential of its last successful rotation was
+        retired, as in production where the grace period is short next to the rotation
+        interval (its IdP app holds at most two secrets). ``every(n)`` is called after each
+        batch of terminal events with the count so far."""
         want = total if total is not None else len(destinations)
         if total is None or total <= len(destinations):
             window = len(destinations)
         else:
             window = in_flight or max(1, len(destinations) // 2)
         idle = deque(destinations)
+        retiring: dict[str, str] = {}  # rotation id -> destination id
         started = time.perf_counter()
         ours: set[str] = set()
         sent = 0
-        while idle and sent < min(want, window):
-            ours.add(self.trigger(idle.popleft()))
-            sent += 1
         outcomes: Counter[str] = Counter()
         finished = started
         deadline = time.monotonic() + timeout
+        nudged = 0.0
         while sum(outcomes.values()) < want:
+            while idle and sent < want and len(ours) < window:
+                ours.add(self.trigger(idle.popleft()))
+                sent += 1
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{sum(outcomes.values())} of {want} rotations ended in time")
             batch = self.ended()
@@ -203,12 +220,19 @@ class Driver:
                 ours.discard(rotation_id)
                 outcomes[outcome] += 1
                 finished = time.perf_counter()
-                idle.append(destination_id)
-                if sent < want:
-                    ours.add(self.trigger(idle.popleft()))
-                    sent += 1
+                if retired_first and outcome == "succeeded":
+                    retiring[rotation_id] = destination_id
+                else:
+                    idle.append(destination_id)
+            for rotation_id in [r for r in retiring if r in self.retired]:
+                idle.append(retiring.pop(rotation_id))
+                self.retired.discard(rotation_id)
             if batch and every is not None:
                 every(sum(outcomes.values()))
+            starved = retiring and not idle and sent < want and len(ours) < window
+            if starved and time.monotonic() - nudged > 0.5:
+                self.app.send_task("retire_due")
+                nudged = time.monotonic()
         return RunResult(finished - started, outcomes, started, finished)
 
     def retiring_every(self, count: int) -> Callable[[int], None]:

@@ -12,6 +12,7 @@ growth since the first 1,000 rotations of the whole run is printed too.
 from __future__ import annotations
 
 from bench.harness import (
+    IDP_UNLIMITED,
     SERVICE_WORKERS,
     UNLIMITED,
     Driver,
@@ -30,7 +31,7 @@ GOAL = 0.05
 def run(stack: Rig, quick: bool = False) -> Figure:
     """Sample worker RSS after the warm-up and after R rotations."""
     dests, total, per_process = (20, 300, 100) if quick else (200, 10_000, 1_000)
-    stack.reset()
+    stack.reset(idp_rate_limit=IDP_UNLIMITED)
     destinations = stack.seed(dests, deliveries=False)
     pool, concurrency, processes = SERVICE_WORKERS
     warmup = min(per_process * processes, total // 3)
@@ -45,7 +46,7 @@ def run(stack: Rig, quick: bool = False) -> Figure:
     samples: list[tuple[int, int]] = []
     marks = {per_process, warmup, *range(0, total + 1, max(total // 10, 1))}
     driver = Driver(stack.settings(**UNLIMITED))
-    retire = driver.retiring_every(max(10, dests // 4))
+    retire = driver.retiring_every(max(5, dests // 4))
 
     def every(done: int) -> None:
         retire(done)
@@ -54,7 +55,9 @@ def run(stack: Rig, quick: bool = False) -> Figure:
             samples.append((done, rss()))
 
     try:
-        result = driver.run(destinations, total=total, timeout=1200, every=every)
+        result = driver.run(
+            destinations, total=total, timeout=1200, every=every, retired_first=True
+        )
     finally:
         driver.close()
     samples.append((result.total, rss()))
@@ -68,6 +71,7 @@ def run(stack: Rig, quick: bool = False) -> Figure:
         f"baseline: RSS after {base_done} rotations (warm-up) = {base / 2**20:.1f} MiB",
         f"since {early_done} rotations of the whole run: {(end / early - 1) * 100:+.1f} %",
         f"end: RSS after {end_done} rotations = {end / 2**20:.1f} MiB; succeeded {succeeded}",
+        "outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items())),
         "samples (rotations: MiB): " + ", ".join(f"{d}: {r / 2**20:.1f}" for d, r in samples),
         f"{total / result.wall:.1f} rotations/s; workers: {processes} x {pool}, "
         f"concurrency {concurrency}",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from bench.harness import SERVICE_WORKERS, UNLIMITED, Driver, Figure, command_for
+from bench.harness import IDP_UNLIMITED, SERVICE_WORKERS, UNLIMITED, Driver, Figure, command_for
 from config.celery import ROTATION_QUEUE
 from devstack.rig import Rig
 
@@ -45,14 +45,14 @@ def rotation_rate(
 ) -> tuple[float, int]:
     """Closed-loop rotations/s over ``destinations``; also the count that succeeded."""
     retire = driver.retiring_every(retire_every)
-    result = driver.run(destinations, total=total, timeout=600, every=retire)
+    result = driver.run(destinations, total=total, timeout=600, every=retire, retired_first=True)
     return result.total / result.wall, result.outcomes.get("succeeded", 0)
 
 
 def run(stack: Rig, quick: bool = False) -> Figure:
     """No-op tasks, then rotations, on the same workers and Redis."""
     dests, total, noops = (20, 100, 300) if quick else (200, 2_000, 4_000)
-    stack.reset()
+    stack.reset(idp_rate_limit=IDP_UNLIMITED)
     destinations = stack.seed(dests, deliveries=False)
     pool, concurrency, processes = SERVICE_WORKERS
     for n in range(processes):
@@ -64,7 +64,7 @@ def run(stack: Rig, quick: bool = False) -> Figure:
         driver.retire_now()
         noop = noop_rate(driver, noops)
         rate, succeeded = rotation_rate(
-            driver, destinations, total, retire_every=max(10, dests // 4)
+            driver, destinations, total, retire_every=max(5, dests // 4)
         )
     finally:
         driver.close()

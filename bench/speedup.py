@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from bench.harness import SERVICE_WORKERS, UNLIMITED, Driver, Figure, command_for
+from bench.harness import IDP_UNLIMITED, SERVICE_WORKERS, UNLIMITED, Driver, Figure, command_for
 from config.settings import Settings
 from devstack.rig import Rig
 from worker.redox.token import ASSERTION_TYPE, build_assertion
@@ -76,7 +76,7 @@ def serial_rotations(settings: Settings, destinations: list[str]) -> float:
 def run(stack: Rig, quick: bool = False) -> Figure:
     """Baseline loop, the service on N destinations, baseline loop again."""
     count, base_count = (20, 5) if quick else (int(os.environ.get("BENCH_N", "400")), 20)
-    stack.reset(latency_ms=LATENCY_MS)
+    stack.reset(latency_ms=LATENCY_MS, idp_rate_limit=IDP_UNLIMITED)
     before, service_dests, after = (
         stack.seed(base_count, deliveries=False),
         stack.seed(count, deliveries=False),

@@ -128,14 +128,25 @@ class Rig:
         return [c.log_text() for c in self.stack.children if c.name != "sandbox"]
 
     def reset(
-        self, *, latency_ms: float = 0.0, rate_limit: int | None = None, window: float = 300.0
+        self,
+        *,
+        latency_ms: float = 0.0,
+        rate_limit: int | None = None,
+        window: float = 300.0,
+        idp_rate_limit: int | None = None,
     ) -> None:
-        """Stop the workers, empty Redis and the sandbox, set latency and the rate limit."""
+        """Stop the workers, empty Redis and the sandbox, set latency and the Redox rate
+        limit; ``idp_rate_limit``: the IdPs' management calls allowed per minute (None: the
+        sandbox's default, which shows Okta's usual 600 in its rate-limit headers)."""
         self.stop_workers(kill=True)
         self.redis.flushall()
         self.control.set_faults(latency_ms=latency_ms)
         self.control.set_rate_limit(rate_limit, window)
         self.control.reset()
+        if idp_rate_limit is not None:
+            self.control.set_idp_settings(
+                management_rate_limit=idp_rate_limit, management_rate_window_seconds=60.0
+            )
 
     def seed(self, count: int = 1, **options: Any) -> list[str]:
         """Fresh sandbox destinations (with an app at the rig's IdP unless ``idp`` is given;

@@ -43,17 +43,18 @@ def fault_storm(runs: int, size: str, *, workers: int = 2, concurrency: int = 6)
 #: (label, fault key builder, HTTP method, outcome expected, journal kind).
 PERMANENT_CALLS: tuple[tuple[str, str, str, str], ...] = (
     ("read", "GET", "failed", "get_destination"),
-    ("list", "GET", "failed", "list_credentials"),
-    ("create", "POST", "failed", "create_credential"),
+    ("credential", "GET", "failed", "get_credential"),
+    # The IdP secret issued before the create is revoked: something was undone.
+    ("create", "POST", "rolled_back", "create_credential"),
     ("switch", "PATCH", "rolled_back", "patch_destination"),
 )
 PERMANENT_STATUSES = (403, 404, 422)
 ERROR_CLASS = {403: "RedoxRejected", 404: "RedoxNotFound", 422: "RedoxRejected"}
 
 
-def _fault_key(call: str, dest: str, environment: str) -> str:
-    if call == "list":
-        return f"environments/{environment}/authcredentials"
+def _fault_key(call: str, dest: str, original: str) -> str:
+    if call == "credential":  # the destination's current credential, read by id
+        return f"authcredentials/{original}"
     if call == "create":
         return "v1/authcredentials"
     return dest
@@ -68,14 +69,13 @@ def permanent_errors(per_case: int, size: str) -> Figures:
     with chaos_rig() as chaos:
         chaos.worker("p1", concurrency=4)
         app = chaos.app()
-        environment = chaos.control.state()["environments"][0]["id"]
         originals: dict[str, str] = {}
         for call, method, expected, kind in PERMANENT_CALLS:
             for status in PERMANENT_STATUSES:
                 dests = chaos.seed(per_case)
                 originals.update({d: chaos.originals()[d] for d in dests})
                 before = chaos.control.journal()["next"]
-                key = _fault_key(call, dests[0], environment)
+                key = _fault_key(call, dests[0], originals[dests[0]])
                 faults: dict[str, Any] = {"permanent": {}, "permanent_methods": {}}
                 for dest in dests if call in ("read", "switch") else [dests[0]]:
                     k = dest if call in ("read", "switch") else key

@@ -41,7 +41,7 @@ def redis_restart(runs: int, size: str, *, outage_seconds: float = 2.0) -> Figur
     figures = Figures("redis-restart", size)
     started = time.monotonic()
     with chaos_rig() as chaos:
-        dests = chaos.control.seed(runs)
+        dests = chaos.seed(runs)
         originals = chaos.originals()
         chaos.control.set_faults(latency_ms=150, latency_jitter_ms=100)
         workers = [chaos.worker("r1", concurrency=4), chaos.worker("r2", concurrency=4)]
@@ -191,7 +191,7 @@ def two_beats(runs: int, size: str, *, watch_seconds: float = 6.0) -> Figures:
     figures = Figures("two-beats", size)
     started = time.monotonic()
     with chaos_rig(env={"ROTATOR_SCHEDULER__TICK_SECONDS": "1"}) as chaos:
-        dests = chaos.control.seed(runs)
+        dests = chaos.seed(runs)
         originals = chaos.originals()
         environment = chaos.control.state()["environments"][0]["id"]
         registry = _registry(chaos.stack.dir / "registry.toml", environment, dests)
@@ -199,10 +199,10 @@ def two_beats(runs: int, size: str, *, watch_seconds: float = 6.0) -> Figures:
         for name in ("b1", "b2", "b3"):
             chaos.worker(name, concurrency=2, env=env)
         beats = [chaos.stack.start_beat(env=env), chaos.stack.start_beat(env=env)]
-        # Both beats log to one file; make it due only after *both* synced (a sync spreads
-        # overdue entries over the catch-up period, which would undo the "due now").
+        # Make it due only after *both* synced (a sync spreads overdue entries over the
+        # catch-up period, which would undo the "due now").
         deadline = time.monotonic() + 60
-        while beats[0].log_path.read_text(errors="replace").count("registry synced") < 2:
+        while not all("registry synced" in b.log_path.read_text(errors="replace") for b in beats):
             if time.monotonic() > deadline or not all(b.alive for b in beats):
                 figures.fail("the two beats did not both sync the registry")
                 break
@@ -236,7 +236,7 @@ def concurrent_triggers(runs: int, size: str, *, callers: int = 100) -> Figures:
     figures = Figures("concurrent-triggers", size)
     started = time.monotonic()
     with chaos_rig() as chaos:
-        dests = chaos.control.seed(runs)
+        dests = chaos.seed(runs)
         originals = chaos.originals()
         # Replies take 0.3 s, so every trigger lands while the first rotation still runs (a
         # trigger after it ended rightly starts a new rotation).
@@ -280,7 +280,7 @@ def secured_stack(runs: int, size: str) -> Figures:
     started = time.monotonic()
     password = "chaos-redis-pw-" + "7" * 12
     with chaos_rig(redis_password=password) as chaos:
-        dests = chaos.control.seed(runs)
+        dests = chaos.seed(runs)
         originals = chaos.originals()
         # One destination refuses the switch: a rollback is part of what Flower shows.
         chaos.control.set_faults(
