@@ -15,6 +15,7 @@ import redis
 
 from config.settings import RedoxSettings, RetrySettings, Settings, VerifySettings
 from sandbox import KeyPair, SandboxConfig, SandboxThread, generate_keypair
+from worker import guard
 from worker.errors import DriftDetected, LockLost, SecretSourceError, TransientError
 from worker.redox.client import RedoxClient
 from worker.rotation.outcomes import Finisher
@@ -289,3 +290,16 @@ def test_an_unexpected_error_ends_in_needs_attention_once(parts: Parts) -> None:
     assert parts.record(rid).get("error_class") == "ValueError"
     assert parts.outcomes() == ["started", "needs_attention"]
     assert parts.store.active(dest) is None  # the claim is released
+
+
+def test_a_rehearsal_longer_than_what_is_left_of_the_run_is_cut_to_fit(parts: Parts) -> None:
+    """A refused rehearsal must end as RehearsalFailed inside the run (a clean rollback),
+    not as the run's time-out: its budget is at most 3/4 of what the run has left."""
+    settings = Settings(_env_file=None, verify=VerifySettings(rehearsal_seconds=120))
+    ledger = CredentialLedger(parts.client, Keys())
+    steps = SecretSteps(parts.store, ledger, parts.client, Keys(), settings)
+    assert steps._rehearsal_budget() == 120  # outside a run: the setting
+    with guard.guarded_run(8.0, None):
+        assert 5.0 < steps._rehearsal_budget() <= 6.0
+    with guard.guarded_run(240.0, None):
+        assert steps._rehearsal_budget() == 120

@@ -24,6 +24,7 @@ import redis
 from redis.exceptions import LockError
 
 from config.settings import Settings
+from worker import guard
 from worker.errors import SecretSourceError, TransientError
 from worker.logging import get_logger
 from worker.rehearsal import rehearse
@@ -40,6 +41,8 @@ log = get_logger(__name__)
 
 #: Strategies whose rehearsal is Redox's OAuth token request (redox-api.md §8).
 OAUTH_STRATEGIES = frozenset({"OAuth_2.0_2-legged"})
+#: The share of what is left of a run a rehearsal may take (the rest is for the undo).
+RUN_SHARE = 0.75
 
 
 class SiblingBusy(TransientError):
@@ -204,7 +207,7 @@ class SecretSteps:
     ) -> None:
         """Make the request Redox will make with the new secret (RehearsalFailed if the IdP
         does not take it within the rehearsal budget)."""
-        budget = self.settings.verify.rehearsal_seconds
+        budget = self._rehearsal_budget()
         if isinstance(source, SelfRehearsing):
             source.rehearse(issued, fields, budget_seconds=budget)
         elif strategy in OAUTH_STRATEGIES:
@@ -222,6 +225,19 @@ class SecretSteps:
             log.info("no rehearsal for this strategy", strategy=strategy)
         record.note(step="rehearse")
         step_done("rehearse", record.rotation_id)
+
+    def _rehearsal_budget(self) -> float:
+        """``ROTATOR_VERIFY__REHEARSAL_SECONDS``, cut to three quarters of what is left of the
+        run (the rest undoes what was made): a rehearsal the IdP keeps refusing ends as a
+        clean ``RehearsalFailed`` inside the run, never as the run's time-out."""
+        budget = self.settings.verify.rehearsal_seconds
+        run = guard.current()
+        if run is not None and budget > run.remaining() * RUN_SHARE:
+            cut = max(0.0, run.remaining() * RUN_SHARE)
+            log.warning("rehearsal budget cut to fit the run", budget_seconds=round(cut, 1),
+                        setting=budget)  # fmt: skip
+            budget = cut
+        return budget
 
     def revoke_new(self, record: RotationRecord, source: SecretSource) -> list[str]:
         """Revoke the secret this rotation issued (a rollback); [] when there is none. An
