@@ -9,6 +9,7 @@ call counts come from the sandbox journal).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,9 @@ def test_quick_bench_prints_every_figure(tmp_path: Path) -> None:
         text=True,
         timeout=280,
         check=False,
+        # One worker process per figure: the quick sizes need no more, and CI's other tests
+        # share the machine (the figures' own worker setup is BENCH_PROCESSES, default 3).
+        env={**os.environ, "BENCH_PROCESSES": "1"},
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     figures = {f["name"]: f for f in json.loads(out.read_text())}
