@@ -104,3 +104,18 @@ def rig(session_rig: Rig) -> Iterator[Rig]:
         session_rig.assert_one_terminal_each()
     finally:
         session_rig.stop_workers(kill=True)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """One moto server (AWS IAM, STS and Secrets Manager over real HTTP) for the session;
+    tests use their own secrets and users, or reset it first."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

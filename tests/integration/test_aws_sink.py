@@ -21,7 +21,6 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 from pydantic import SecretStr
 
 from config.secret_sinks import AwsSecretsManagerSpec
@@ -36,18 +35,6 @@ REGION = "us-east-1"
 ADMIN_POLICY = json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 )
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    """One moto server for this module's tests (state is reset before each test)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -7,13 +7,11 @@ Short windows here (hand-over 3 s, watch 6 s, poll 1 s; the defaults are 60 s, 9
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from devstack.readback import decoded_messages, dump_redis
 from devstack.rig import Rig, outcome_of
@@ -33,17 +31,6 @@ WATCH = {
     "ROTATOR_VERIFY__POLL_SECONDS": "1",
     "ROTATOR_SCHEDULER__TICK_SECONDS": "1",
 }
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def secrets_manager(url: str) -> Any:

@@ -12,13 +12,11 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from sandbox import SandboxThread
 
@@ -32,18 +30,6 @@ INVALID = {
     "error": "invalid_verification_token",
     "error_description": "the receiver does not accept the destination's verification token",
 }
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    """One moto server for this module (each test uses its own secret)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 class Secret:

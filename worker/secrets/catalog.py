@@ -13,6 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from config.errors import ConfigError
 from config.registry import Registry, load_registry
@@ -25,6 +28,8 @@ from worker.secrets.base import SecretSource
 from worker.secrets.build import build_source
 from worker.sinks.base import SecretSink
 from worker.sinks.build import build_sink
+
+_Built = TypeVar("_Built")
 
 __all__ = ["RELOAD_SECONDS", "SourceCatalog", "no_source_reason"]
 
@@ -110,16 +115,8 @@ class SourceCatalog:
         problems = spec_problems(spec, "ROTATOR_SECRET_SOURCE")
         if problems:
             raise SourceNotConfigured(f"destination {destination_id}: {problems[0]}")
-        key = spec.model_dump_json()
-        with self._lock:
-            source = self._built.get(key)
-            if source is None:
-                try:
-                    source = build_source(spec, self._settings)
-                except ConfigError as exc:
-                    raise SourceNotConfigured(f"destination {destination_id}: {exc}") from None
-                self._built[key] = source
-        return source
+        return self._once(self._built, spec, lambda: build_source(spec, self._settings),
+                          destination_id)  # fmt: skip
 
     def token_policy(self, destination_id: str) -> VerificationTokenPolicy:
         """The destination's verification-token policy (SourceNotConfigured without one:
@@ -136,13 +133,20 @@ class SourceCatalog:
     def sink_for(self, destination_id: str) -> SecretSink:
         """The live sink of the destination's verification token (built once per spec)."""
         spec = self.token_policy(destination_id).sink
+        return self._once(self._sinks, spec, lambda: build_sink(spec, self._settings),
+                          destination_id)  # fmt: skip
+
+    def _once(
+        self, cache: dict[str, _Built], spec: BaseModel, build: Callable[[], _Built], dest: str
+    ) -> _Built:
+        """The part built from ``spec``, built on first use (a ConfigError names ``dest``)."""
         key = spec.model_dump_json()
         with self._lock:
-            sink = self._sinks.get(key)
-            if sink is None:
+            part = cache.get(key)
+            if part is None:
                 try:
-                    sink = build_sink(spec, self._settings)
+                    part = build()
                 except ConfigError as exc:
-                    raise SourceNotConfigured(f"destination {destination_id}: {exc}") from None
-                self._sinks[key] = sink
-        return sink
+                    raise SourceNotConfigured(f"destination {dest}: {exc}") from None
+                cache[key] = part
+        return part
