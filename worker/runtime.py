@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import httpx
 from redis import Redis
 
 from config.settings import Settings
@@ -17,6 +18,7 @@ from worker.events import EventStream
 from worker.logging import get_logger
 from worker.metrics import MetricsRecorder
 from worker.redox.client import RedoxClient
+from worker.rehearsal import REQUEST_TIMEOUT as REHEARSAL_TIMEOUT
 from worker.retirement import RetirementQueue
 from worker.rotation.outcomes import AfterRotation, Finisher
 from worker.rotation.secret_steps import SecretSteps
@@ -26,6 +28,7 @@ from worker.rotation.workflow import RotationWorkflow
 from worker.scheduling.store import ScheduleStore
 from worker.scheduling.token_schedule import TokenSchedule
 from worker.secrets.catalog import SourceCatalog
+from worker.secrets.idp_http import build_http_client
 from worker.store.connection import open_redis
 from worker.store.credentials import CredentialLedger
 from worker.store.destinations import DestinationStates
@@ -101,7 +104,9 @@ class Runtime:
             catalog=self.catalog,
             ledger=self.ledger,
         )
-        secrets = SecretSteps(self.store, self.ledger, self.redis, self.keys, self.settings)
+        secrets = SecretSteps(
+            self.store, self.ledger, self.redis, self.keys, self.settings, self.rehearsal_http
+        )
         finisher = Finisher(self.store, self.after_rotation, self.metrics)
         return RotationWorkflow(
             steps=steps,
@@ -114,6 +119,12 @@ class Runtime:
             tokens=TokenSteps(self.redox, self.store, self.sources),
             metrics=self.metrics,
         )
+
+    @cached_property
+    def rehearsal_http(self) -> httpx.Client:
+        """The client every rehearsal of this process is sent with (no cookies, no
+        redirects; connections to an IdP are kept for the next rehearsal)."""
+        return build_http_client(REHEARSAL_TIMEOUT, None)
 
     @cached_property
     def schedule(self) -> ScheduleStore:
@@ -158,5 +169,7 @@ class Runtime:
     def close(self) -> None:
         """Write pending metrics; close the Redox and Redis connections."""
         self.metrics.flush()
+        if "rehearsal_http" in self.__dict__:
+            self.rehearsal_http.close()
         self.redox.close()
         self.redis.close()
