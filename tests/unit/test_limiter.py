@@ -139,9 +139,11 @@ def test_burst_share_spreads_the_window(redis_client: redis.Redis, keys: Keys) -
     assert 0.9 * HELD / 10 < sleep.calls[-1] <= HELD / 10 + 0.01
     for _ in range(89):  # the rest of the window's 100, ten per tenth of it
         one.acquire()
-    assert sum(sleep.calls) == pytest.approx(9 * HELD / 10, abs=0.1)
+    # Real time passes too while 89 acquires run (up to ~0.5 s on a loaded CI machine), and
+    # the limiter sleeps that much less; without the cap the sum would be 0.
+    assert sum(sleep.calls) == pytest.approx(9 * HELD / 10, abs=0.6)
     one.acquire()  # the 101st waits for the first to leave the window
-    assert sum(sleep.calls) == pytest.approx(HELD, abs=0.1)
+    assert sum(sleep.calls) == pytest.approx(HELD, abs=0.6)
 
 
 def test_burst_share_never_starves_a_small_limit(redis_client: redis.Redis, keys: Keys) -> None:
