@@ -114,6 +114,32 @@ def test_a_secret_field_the_strategy_does_not_take_needs_attention(
     rig.assert_one_terminal_each([rotation_id])
 
 
+def test_a_secret_source_written_into_redis_is_never_run(rig: Rig, tmp_path: Path) -> None:
+    """Finding 3: whoever can write to Redis cannot run code on a worker. A synced policy
+    that carries a `command` secret source is not where a worker looks for its source: the
+    rotation runs with the source of the worker's own configuration, and the command never
+    runs."""
+    (dest,) = rig.seed(1)
+    marker = tmp_path / "ran"
+    policy = {
+        "destination_id": dest,
+        "environment_id": rig.destination(dest)["environment"]["id"],
+        "interval_seconds": 86400.0,
+        "secret_source": {
+            "kind": "command",
+            "command": [sys.executable, "-c", f"open({str(marker)!r}, 'w')"],
+        },
+    }
+    rig.redis.set(rig.keys.policy(dest), json.dumps(policy))
+    rig.redis.sadd(rig.keys.policies, dest)
+    rig.worker()
+    (rotation_id,) = rig.trigger([dest])
+    outcome = rig.wait_terminal([rotation_id])
+    assert not marker.exists()
+    assert outcome == {rotation_id: "succeeded"}
+    rig.assert_one_terminal_each([rotation_id])
+
+
 def test_a_key_that_became_unreadable_needs_attention(rig: Rig, tmp_path: Path) -> None:
     """Finding 2: the token provider's ConfigError (the signing key replaced by garbage
     after the worker started) ends in one needs_attention event, not a stuck claim."""
