@@ -124,6 +124,9 @@ def sentinel_failover(
         figures.extra["lock_ttl_s"] = settings.lock.ttl_seconds
         workers = [chaos.worker(n, concurrency=settings.celery.concurrency) for n in ("s1", "s2")]
         pids = [w.process.pid for w in workers]
+        # Beat, as in production: its reaper resends a rotation whose task was lost (a
+        # message or a finish the old primary acknowledged but never replicated).
+        beat = chaos.stack.start_beat(env={"ROTATOR_SCHEDULER__TICK_SECONDS": "1"})
         probe = open_redis(settings)  # a service client, connected before the kill
         probe.ping()
         ids = chaos.trigger(dests)
@@ -142,6 +145,7 @@ def sentinel_failover(
         figures.extra["last_terminal_s"] = round(_last_terminal(chaos) - killed_wall, 1)
         records = [chaos.store().record(rid) for rid in ids]
         figures.extra["resumed"] = sum(1 for r in records if r is not None and r.attempt >= 2)
+        beat.stop()
         alive = [w.process.pid for w in workers if w.alive]
         figures.extra["workers_alive"] = f"{len(alive)}/{len(workers)}"
         if alive != pids:
