@@ -90,10 +90,14 @@ def retire_due(app: Celery, runtime: Runtime) -> None:
 
 def watch_due(app: Celery, runtime: Runtime) -> None:
     """Send one ``watch_environment`` per environment whose watched rotations are due for a
-    look (claimed with a lease: a lost task's rotations come back two polls later)."""
+    look (claimed with a lease: a lost task's rotations come back two polls later). When one
+    is due, those due within the next poll come along: looked at together from then on,
+    rotations switched at different moments share one search per environment and poll."""
     now = time.time()
     poll = runtime.settings.verify.poll_seconds
-    due = runtime.watch.claim_due(now, limit=2000, lease_seconds=2 * poll)
+    if not runtime.watch.any_due(now):
+        return
+    due = runtime.watch.claim_due(now + poll, limit=2000, lease_seconds=2 * poll)
     if not due:
         return
     by_environment: dict[str, list[str]] = defaultdict(list)

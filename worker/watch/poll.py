@@ -11,7 +11,9 @@ paginated) and judges each rotation:
 * **clean**: its window closed without that. One list of the environment's destinations
   (per poll, for all rotations ending there) checks each is still on its new credential;
   if not, the verdict is **drift** (someone moved it: never undone over their change).
-* otherwise it is looked at again one poll later (never after the window closes).
+* otherwise it is looked at again one poll later, with the environment's other watched
+  rotations: a window ends at the first look at or after its end (at most one poll late),
+  so an environment costs one search per poll however its switches were spread.
 
 The verdict is written to the rotation record and the rotation task is sent again; the
 task (under the destination's lease) does every write. Redox calls go through the shared
@@ -159,7 +161,7 @@ def poll_environment(
     for w in watched:
         verdict = verdicts[w.rotation_id]
         if verdict is Verdict.WATCHING:
-            watch.next_look(w.rotation_id, min(now + poll_seconds, w.watch_until))
+            watch.next_look(w.rotation_id, now + poll_seconds)
             continue
         after, before = counts[w.rotation_id]
         store.note_verdict(
