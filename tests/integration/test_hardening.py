@@ -148,7 +148,7 @@ def test_a_key_that_became_unreadable_needs_attention(rig: Rig, tmp_path: Path) 
     key.write_bytes(Path(rig.settings().redox.private_key_path or "").read_bytes())
     key.chmod(0o600)
     rig.worker(env={"ROTATOR_REDOX__PRIVATE_KEY_PATH": str(key)})
-    key.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    key.write_text("garbage where the signing key was\n")
     (rotation_id,) = rig.trigger([dest])
     assert rig.wait_terminal([rotation_id]) == {rotation_id: "needs_attention"}
     (event,) = rig.terminal_events()[rotation_id]
