@@ -19,57 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 import pytest
 from pydantic import SecretStr
 
 from config.secret_sinks import AwsSecretsManagerSpec
 from config.settings import Settings
+from tests.moto_aws import ALLOW_ALL, REGION, clean_aws, enforced_auth
 from worker.errors import SinkRejected, SinkUnavailable
 from worker.sinks.aws_secrets_manager import AwsSecretsManagerSink
 from worker.sinks.build import build_sink
 
 pytestmark = pytest.mark.integration
 
-REGION = "us-east-1"
-ADMIN_POLICY = json.dumps(
-    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-)
-
 
 @pytest.fixture
 def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """Fake credentials in the environment (no profile, no files, no IMDS); a clean moto."""
-    for name in (
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_ENDPOINT_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    httpx.post(f"{moto_url}/moto-api/reset").raise_for_status()
-    return moto_url
-
-
-@contextmanager
-def enforced_auth(url: str) -> Iterator[None]:
-    """moto checks signatures and IAM policies while inside (off again afterwards)."""
-    httpx.post(f"{url}/moto-api/reset-auth", content=b"0").raise_for_status()
-    try:
-        yield
-    finally:
-        httpx.post(f"{url}/moto-api/reset-auth", content=b"inf").raise_for_status()
+    return clean_aws(moto_url, monkeypatch, tmp_path)
 
 
 def admin(url: str, service: str) -> Any:
@@ -263,7 +229,7 @@ def test_allowed_identity_works_with_auth_enforced(
     name, old = new_secret(aws)
     iam = admin(aws, "iam")
     iam.create_user(UserName="rotator")
-    iam.put_user_policy(UserName="rotator", PolicyName="all", PolicyDocument=ADMIN_POLICY)
+    iam.put_user_policy(UserName="rotator", PolicyName="all", PolicyDocument=ALLOW_ALL)
     key = iam.create_access_key(UserName="rotator")["AccessKey"]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
