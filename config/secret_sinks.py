@@ -23,13 +23,22 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from config.durations import parse_duration
 
 __all__ = [
     "SINK_KINDS",
     "AwsSecretsManagerSpec",
+    "EndpointUrl",
     "SecretSinkSpec",
     "aws_region_problem",
     "endpoint_problem",
@@ -68,6 +77,17 @@ def endpoint_problem(value: str) -> str | None:
     return None
 
 
+def _endpoint(value: str) -> str:
+    problem = endpoint_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value.rstrip("/")
+
+
+#: Another endpoint than AWS's (a VPC endpoint, or moto in tests): absolute, no trailing /.
+EndpointUrl = Annotated[str, AfterValidator(_endpoint)]
+
+
 class AwsSecretsManagerSpec(BaseModel):
     """One AWS Secrets Manager secret, named by ARN or by name (never its value)."""
 
@@ -80,7 +100,7 @@ class AwsSecretsManagerSpec(BaseModel):
     region: str = ""
     #: Another endpoint than AWS's (a VPC endpoint, or moto in tests). https unless
     #: ``ROTATOR_ALLOW_INSECURE_HTTP=true``.
-    endpoint_url: str | None = None
+    endpoint_url: EndpointUrl | None = None
     timeout: Annotated[float, BeforeValidator(_seconds)] = 10.0
 
     @field_validator("secret_id")
@@ -94,16 +114,6 @@ class AwsSecretsManagerSpec(BaseModel):
                 f"a secret name has 1-512 letters, digits and /_+=.@- characters, got {value!r}"
             )
         return value
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        problem = endpoint_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value.rstrip("/")
 
     @model_validator(mode="before")
     @classmethod

@@ -45,7 +45,7 @@ from pydantic import (
 )
 
 from config.durations import parse_duration
-from config.secret_sinks import aws_region_problem, endpoint_problem
+from config.secret_sinks import EndpointUrl, aws_region_problem
 
 __all__ = [
     "KINDS",
@@ -265,8 +265,8 @@ class AwsIamSpec(_Spec):
     region: str = ""
     #: Other endpoints than AWS's (VPC endpoints, or moto in tests): https unless
     #: ``ROTATOR_ALLOW_INSECURE_HTTP=true``.
-    endpoint_url: str | None = None
-    sts_endpoint_url: str | None = None
+    endpoint_url: EndpointUrl | None = None
+    sts_endpoint_url: EndpointUrl | None = None
     timeout: Seconds = 10.0
 
     @field_validator("user_name")
@@ -285,16 +285,6 @@ class AwsIamSpec(_Spec):
         if problem:
             raise ValueError(problem)
         return value
-
-    @field_validator("endpoint_url", "sts_endpoint_url")
-    @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        problem = endpoint_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value.rstrip("/")
 
     def problems(self, name: str) -> list[str]:
         return [] if self.region else [f"{name}__REGION is not set (kind aws-iam)"]
