@@ -91,6 +91,7 @@ class Runtime:
             keys,
             claim_ttl=settings.lock.claim_ttl_seconds,
             stream_maxlen=settings.events.stream_maxlen,
+            start_within=settings.lock.ttl_seconds,
         )
         events = EventStream(client, keys, maxlen=settings.events.stream_maxlen)
         return cls(settings, client, keys, store, events, limiter, redox, metrics)

@@ -37,7 +37,8 @@ __all__ = [
 
 def redis_restart(runs: int, size: str, *, outage_seconds: float = 2.0) -> Figures:
     """Restart redis-server (AOF on) while a fleet rotation runs: nothing lost, workers
-    reconnect by themselves (the same processes finish the fleet)."""
+    reconnect by themselves (the same processes finish the fleet). Beat runs, as in
+    production: its reaper resends a rotation whose message the restart lost."""
     figures = Figures("redis-restart", size)
     started = time.monotonic()
     with chaos_rig() as chaos:
@@ -46,8 +47,9 @@ def redis_restart(runs: int, size: str, *, outage_seconds: float = 2.0) -> Figur
         chaos.control.set_faults(latency_ms=150, latency_jitter_ms=100)
         workers = [chaos.worker("r1", concurrency=4), chaos.worker("r2", concurrency=4)]
         pids = [w.process.pid for w in workers]
+        beat = chaos.stack.start_beat(env={"ROTATOR_SCHEDULER__TICK_SECONDS": "1"})
         ids = chaos.trigger(dests)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
         while len(chaos.terminal_counts()) < max(1, runs // 4) and time.monotonic() < deadline:
             time.sleep(0.2)
         figures.extra["done_before_restart"] = len(chaos.terminal_counts())
@@ -56,7 +58,8 @@ def redis_restart(runs: int, size: str, *, outage_seconds: float = 2.0) -> Figur
         chaos.stack.redis.start()
         chaos.redis.connection_pool.disconnect()
         chaos.control.set_faults()
-        chaos.wait_terminal(ids, timeout=120 + runs, strict=False)
+        chaos.wait_terminal(ids, timeout=60 + runs, strict=False)
+        beat.stop()
         alive = [w.process.pid for w in workers if w.alive]
         figures.extra["workers_alive"] = f"{len(alive)}/{len(workers)}"
         if alive != pids:
@@ -141,7 +144,7 @@ def sentinel_failover(
         figures.extra["failover_s"] = round(cluster.wait_failover(), 1)
         figures.extra["writes_back_s"] = round(_writes_back(probe, killed), 1)
         probe.close()
-        chaos.wait_terminal(ids, timeout=300 + runs * 2, strict=False)
+        chaos.wait_terminal(ids, timeout=120 + runs * 2, strict=False)
         figures.extra["last_terminal_s"] = round(_last_terminal(chaos) - killed_wall, 1)
         records = [chaos.store().record(rid) for rid in ids]
         figures.extra["resumed"] = sum(1 for r in records if r is not None and r.attempt >= 2)

@@ -68,7 +68,9 @@ def check(
     chaos.control.set_rate_limit(None)
     figures.extra["settled"] = chaos.settle()
     events = chaos.events()
-    _terminal(figures, events, rotation_ids, allowed)
+    lost = _terminal(figures, events, rotation_ids, allowed)
+    if lost:
+        figures.fail(f"where the lost ones stopped: {_describe(chaos, lost[:3])}")
     _claims(chaos, figures)
     _destinations(chaos, figures, events, originals)
     _duplicates(chaos, figures)
@@ -84,9 +86,22 @@ def check(
     return figures
 
 
+def _describe(chaos: Rig, rotation_ids: list[str]) -> str:
+    """Status, step and run count of each rotation's record (or that it has none)."""
+    parts = []
+    for rid, record in zip(rotation_ids, chaos.store().records(rotation_ids), strict=True):
+        if record is None:
+            parts.append(f"{rid}: no record")
+            continue
+        fields = (record.get("status"), record.get("step"), record.attempt)
+        parts.append(f"{rid}: status={fields[0]} step={fields[1]} runs={fields[2]}")
+    return "; ".join(parts)
+
+
 def _terminal(
     figures: Figures, events: list[dict[str, Any]], ids: list[str], allowed: frozenset[str]
-) -> None:
+) -> list[str]:
+    """Count terminal events; record what broke; return the rotations without one."""
     terminal: dict[str, list[str]] = {}
     started: set[str] = set()
     for event in events:
@@ -112,6 +127,7 @@ def _terminal(
     unexpected = {o: n for o, n in figures.outcomes.items() if o not in allowed}
     if unexpected:
         figures.fail(f"unexpected outcomes {unexpected} (allowed: {sorted(allowed)})")
+    return lost
 
 
 def _claims(chaos: Rig, figures: Figures) -> None:

@@ -15,6 +15,9 @@ from bench.chaos.scenarios import SCENARIOS
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
+#: Above every scenario's own waits, so a stuck rotation is reported by the invariants
+#: (with where it stopped) rather than cut short by pytest-timeout.
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_scenario_holds_its_invariants(name: str) -> None:
     """Runs the scenario at CI size; every invariant holds and every rotation completed."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from config.celery import ROTATION_QUEUE
 from devstack.rig import Rig, outcome_of
 from devstack.stack import Child
 from worker.trigger import ROTATE_TASK
@@ -65,6 +66,28 @@ def test_a_worker_killed_mid_rotation_resumes_within_the_lease_ttl_at_default_se
         assert len(creates) == 1
         assert events_of(rig, rotation_id) == ["started", "switched"]
         print(f"resumed {resumed_after:.1f}s after the worker died (lease 60 s, tick 5 s)")
+
+
+@pytest.mark.timeout(240)
+def test_a_rotation_whose_message_the_broker_lost_starts_within_the_lease_ttl() -> None:
+    """A Redis restart inside its fsync second, or a failover to a replica that had not
+    caught up, can lose a task message after the claim was written. At the default
+    settings, beat's reaper finds the claim that never started and sends it again."""
+    with Rig.start(env={"ROTATOR_LOG_LEVEL": "INFO"}) as rig:
+        (dest,) = rig.seed(1)
+        rig.workers.append(rig.stack.start_beat())
+        (rotation_id,) = rig.trigger([dest])
+        lost = time.monotonic()
+        assert rig.redis.delete(ROTATION_QUEUE) == 1  # before any worker took it
+        rig.worker("late")
+
+        wait_for(lambda: "switched" in events_of(rig, rotation_id), 120, "the switch")
+        started_after = time.monotonic() - lost
+        assert started_after < 90, f"started {started_after:.0f}s after the message was lost"
+        creates = [e for e in rig.journal() if e["kind"] == "create_credential"]
+        assert len(creates) == 1
+        assert events_of(rig, rotation_id) == ["started", "switched"]
+        print(f"started {started_after:.1f}s after its message was lost (lease 60 s, tick 5 s)")
 
 
 # -- unexpected exceptions --------------------------------------------------------------

@@ -10,7 +10,12 @@ runs past that time:
 * the destination's lease is held: the run is alive; look again when that lease would
   expire;
 * no lease and nothing finished: the worker died. The rotation is sent again (with its id,
-  so the new run resumes from the record) and looked at again one lease TTL later.
+  so the new run resumes from the record) and looked at again one lease TTL later;
+* claimed but never started (a trigger notes the claim with a start-by time one lease TTL
+  ahead): if its message is still in the broker (queued, or reserved by a worker), it is
+  only waiting; if the broker lost it (a Redis restart within its fsync second, a failover
+  to a replica that had not caught up), it is sent again. A queue too long to search is a
+  backlog: look again one lease TTL later.
 
 So a rotation whose worker died resumes within the lease TTL plus one tick (about 65 s at
 the defaults); the original message, when the broker finally redelivers it, finds the
@@ -29,6 +34,8 @@ from celery import Celery
 from worker.logging import get_logger
 from worker.rotation.workflow import WATCHING
 from worker.runtime import Runtime
+from worker.store.broker import BrokerView
+from worker.store.records import NOT_SENT, REQUESTED
 from worker.trigger import ROTATE_TASK
 
 __all__ = ["ResumeReport", "resume_stalled"]
@@ -63,8 +70,9 @@ def resume_stalled(app: Celery, runtime: Runtime, now: float | None = None) -> R
             if record is not None:
                 pipe.pttl(runtime.keys.lock(record.destination_id))
         lock_ms = iter(pipe.execute())
+    broker = BrokerView(runtime.redis)
     for rotation_id, record in zip(due, records, strict=True):
-        if record is None or record.outcome or record.get("status") == WATCHING:
+        if record is None or record.outcome or record.get("status") in (WATCHING, NOT_SENT):
             store.forget_run(rotation_id)
             forgotten += 1
             continue
@@ -74,10 +82,16 @@ def resume_stalled(app: Celery, runtime: Runtime, now: float | None = None) -> R
             store.expect_run(rotation_id, destination_id, moment + max(remaining_ms, 0) / 1000 + 1)
             alive += 1
             continue
+        if record.get("status") == REQUESTED and broker.holds(rotation_id):
+            store.expect_run(rotation_id, destination_id, moment + ttl)  # queued: waiting
+            alive += 1
+            continue
         app.send_task(ROTATE_TASK, args=[destination_id, rotation_id])
         store.expect_run(rotation_id, destination_id, moment + ttl)
         log.warning(
-            "rotation resumed: its worker stopped",
+            "rotation resumed: its message was lost"
+            if record.get("status") == REQUESTED
+            else "rotation resumed: its worker stopped",
             rotation_id=rotation_id,
             destination_id=destination_id,
         )

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CREDENTIAL_KIND",
     "KINDS",
+    "NOT_SENT",
+    "REQUESTED",
     "TOKEN_KIND",
     "Claim",
     "RotationRecord",
@@ -45,17 +47,24 @@ __all__ = [
 
 #: The two kinds of rotation: the auth credential, and the destination's verification token.
 CREDENTIAL_KIND = "auth_credential"
+#: Record statuses before a task run: claimed (its message sent), and never sent.
+REQUESTED = "requested"
+NOT_SENT = "not_sent"
 TOKEN_KIND = "verification_token"
 KINDS = (CREDENTIAL_KIND, TOKEN_KIND)
 
+# KEYS: active, record, destinations, runs. ARGV: rotation id, claim ttl, destination id,
+# start-by time, record fields... A new claim is also a run that must start by then (a
+# message lost by the broker is found by beat's reaper).
 _CLAIM = """
 local current = redis.call('GET', KEYS[1])
 if current then
   return {0, current}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
-redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
 redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[4], tonumber(ARGV[4]), ARGV[1])
 return {1, ARGV[1]}
 """
 
@@ -215,11 +224,18 @@ class RotationStore:
     """Rotation records, the single-flight claim and terminal publication."""
 
     def __init__(
-        self, client: redis.Redis, keys: Keys, *, claim_ttl: float, stream_maxlen: int
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        claim_ttl: float,
+        stream_maxlen: int,
+        start_within: float = 60.0,
     ) -> None:
         self._r = client
         self._keys = keys
         self._claim_ttl = int(claim_ttl)
+        self._start_within = start_within
         self._maxlen = stream_maxlen
         self._claim = client.register_script(_CLAIM)
         self._publish_once = client.register_script(_PUBLISH_ONCE)
@@ -240,14 +256,15 @@ class RotationStore:
     ) -> Claim:
         """Claim a rotation of ``destination_id``, or return the one already in progress.
         ``retire_now``: retire the old credential and its secret right after the watch
-        (leak response) instead of after the grace period."""
+        (leak response) instead of after the grace period. A new claim must start within
+        ``start_within`` seconds or beat's reaper looks for its message."""
         rid = rotation_id or new_rotation_id()
         fields = {
             "rotation_id": rid,
             "destination_id": destination_id,
             "trigger": trigger,
             "reason": reason[:200],
-            "status": "requested",
+            "status": REQUESTED,
             "requested_at": repr(time.time()),
             "attempt": "0",
             "retire_now": "1" if retire_now else "",
@@ -259,8 +276,15 @@ class RotationStore:
                 self._keys.active(destination_id),
                 self._keys.rotation(rid),
                 self._keys.destinations,
+                self._keys.runs,
             ],
-            args=[rid, self._claim_ttl, destination_id, *flat],
+            args=[
+                rid,
+                self._claim_ttl,
+                destination_id,
+                repr(time.time() + self._start_within),
+                *flat,
+            ],
         )
         return Claim(_text(current), bool(int(created)))
 
@@ -272,7 +296,8 @@ class RotationStore:
             if _text(pipe.get(key) or "") == rotation_id:
                 pipe.multi()
                 pipe.delete(key)
-                pipe.hset(self._keys.rotation(rotation_id), "status", "not_sent")
+                pipe.hset(self._keys.rotation(rotation_id), "status", NOT_SENT)
+                pipe.zrem(self._keys.runs, rotation_id)
                 pipe.execute()
 
     def active(self, destination_id: str) -> str | None:
