@@ -72,6 +72,20 @@ def test_complete_settings_pass(tmp_path: Path, complete_env: dict[str, str]) ->
     assert_no_secrets(result)
 
 
+def test_a_rehearsal_longer_than_a_run_allows_is_warned_about(
+    tmp_path: Path, complete_env: dict[str, str]
+) -> None:
+    env = {**complete_env, "ROTATOR_VERIFY__REHEARSAL_SECONDS": "200"}  # soft limit 240 s
+    result = run_check(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "REHEARSAL_SECONDS" in line]
+    assert "ROTATOR_VERIFY__REHEARSAL_SECONDS=200 is more than a run allows" in line
+    assert "180 s" in line
+    env["ROTATOR_CELERY__SOFT_TIME_LIMIT"] = "300"  # 3/4 is 225 s: it fits
+    env["ROTATOR_CELERY__TIME_LIMIT"] = "330"
+    assert "REHEARSAL_SECONDS" not in run_check(tmp_path, env).stderr
+
+
 def test_json_output_parses_and_masks(tmp_path: Path, complete_env: dict[str, str]) -> None:
     result = run_check(tmp_path, complete_env, "--json")
     assert result.returncode == 0, result.stderr

@@ -12,6 +12,7 @@ from rich.table import Table
 from config.settings import Settings, load_settings, mask_url, redox_problems
 from worker.cli.common import console, err_console, warn
 from worker.errors import ConfigError
+from worker.rotation.secret_steps import RUN_SHARE
 
 __all__ = ["effective_settings", "register"]
 
@@ -66,6 +67,13 @@ def check(json_output: bool = typer.Option(False, "--json", help="Print JSON."))
         warn(
             "ROTATOR_SECRET_SOURCE__KIND is not set: only destinations whose registry entry "
             "names a secret_source will rotate (the others are refused, needs_attention)"
+        )
+    fits = settings.celery.soft_time_limit * RUN_SHARE
+    if settings.verify.rehearsal_seconds > fits:
+        warn(
+            f"ROTATOR_VERIFY__REHEARSAL_SECONDS={settings.verify.rehearsal_seconds:g} is more than "
+            f"a run allows (3/4 of ROTATOR_CELERY__SOFT_TIME_LIMIT, {fits:g} s): each rehearsal "
+            "is cut to fit; raise the soft time limit to give the IdP longer"
         )
     if not json_output:
         console.print("[green]OK[/green]: settings are complete")
