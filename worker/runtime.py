@@ -92,6 +92,7 @@ class Runtime:
             claim_ttl=settings.lock.claim_ttl_seconds,
             stream_maxlen=settings.events.stream_maxlen,
             start_within=settings.lock.ttl_seconds,
+            replicated=settings.sentinel_target is not None,
         )
         events = EventStream(client, keys, maxlen=settings.events.stream_maxlen)
         return cls(settings, client, keys, store, events, limiter, redox, metrics)

@@ -141,6 +141,9 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
+#: How long a new claim waits for a replica's acknowledgement (Sentinel deployments).
+REPLICA_WAIT_MS = 500
+
 #: Finished records are kept this long for `rotator status` and audits.
 RECORD_TTL_SECONDS = 90 * 24 * 3600
 
@@ -231,11 +234,13 @@ class RotationStore:
         claim_ttl: float,
         stream_maxlen: int,
         start_within: float = 60.0,
+        replicated: bool = False,
     ) -> None:
         self._r = client
         self._keys = keys
         self._claim_ttl = int(claim_ttl)
         self._start_within = start_within
+        self._replicated = replicated
         self._maxlen = stream_maxlen
         self._claim = client.register_script(_CLAIM)
         self._publish_once = client.register_script(_PUBLISH_ONCE)
@@ -257,7 +262,8 @@ class RotationStore:
         """Claim a rotation of ``destination_id``, or return the one already in progress.
         ``retire_now``: retire the old credential and its secret right after the watch
         (leak response) instead of after the grace period. A new claim must start within
-        ``start_within`` seconds or beat's reaper looks for its message."""
+        ``start_within`` seconds or beat's reaper looks for its message; with ``replicated``
+        (Sentinel) it returns once a replica has it, or after :data:`REPLICA_WAIT_MS`."""
         rid = rotation_id or new_rotation_id()
         fields = {
             "rotation_id": rid,
@@ -286,6 +292,11 @@ class RotationStore:
                 *flat,
             ],
         )
+        if int(created) and self._replicated:
+            # Behind Sentinel: let a replica have the claim before its message exists, so a
+            # failover right after a trigger cannot keep the message and lose the claim (a
+            # lost message is the reaper's). Availability first: go on after the timeout.
+            self._r.wait(1, REPLICA_WAIT_MS)
         return Claim(_text(current), bool(int(created)))
 
     def release_claim(self, destination_id: str, rotation_id: str) -> None:
