@@ -75,10 +75,10 @@ def permanent_errors(per_case: int, size: str) -> Figures:
                 dests = chaos.seed(per_case)
                 originals.update({d: chaos.originals()[d] for d in dests})
                 before = chaos.control.journal()["next"]
-                key = _fault_key(call, dests[0], originals[dests[0]])
                 faults: dict[str, Any] = {"permanent": {}, "permanent_methods": {}}
-                for dest in dests if call in ("read", "switch") else [dests[0]]:
-                    k = dest if call in ("read", "switch") else key
+                # Each destination's own read, credential and switch; the one create path.
+                for dest in dests if call != "create" else dests[:1]:
+                    k = _fault_key(call, dest, originals[dest])
                     faults["permanent"][k] = status
                     faults["permanent_methods"][k] = [method]
                 chaos.control.set_faults(**faults)
