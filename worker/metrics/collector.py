@@ -193,7 +193,7 @@ def _counter_families(counters: dict[str, str]) -> Iterator[Metric]:
     yield reverts
     resumed = CounterMetricFamily(
         "rotator_rotations_resumed",
-        "Rotations beat sent again because their worker stopped mid-run.",
+        "Rotations beat sent again: their worker stopped mid-run, or the broker lost the message.",
     )
     resumed.add_metric([], float(counters.get("rotations_resumed", 0)))
     yield resumed

@@ -14,8 +14,9 @@ Jobs (see :data:`LOCAL_JOBS`):
 * ``retire-due`` every three ticks: send ``retire_due`` when a retirement job is due.
 * ``watch-due`` every tick: send one ``watch_environment`` per environment whose watched
   rotations are due for a look (each is looked at every ``ROTATOR_VERIFY__POLL_SECONDS``).
-* ``resume-stalled`` every tick: send again the rotations whose worker died mid-run
-  (:mod:`worker.scheduling.reaper`), within the lease TTL plus a tick.
+* ``resume-stalled`` every tick: send again the rotations whose worker died mid-run or
+  whose message the broker lost (:mod:`worker.scheduling.reaper`), within the lease TTL
+  plus a tick.
 
 Beat never calls Redox. Running two beats is safe: every claim is atomic in Redis.
 """
@@ -111,7 +112,7 @@ def watch_due(app: Celery, runtime: Runtime) -> None:
 
 
 def resume_runs(app: Celery, runtime: Runtime) -> None:
-    """Send again the rotations whose worker died mid-run."""
+    """Send again the rotations whose worker died mid-run or whose message was lost."""
     resume_stalled(app, runtime)
 
 
