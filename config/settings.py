@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from config.errors import ConfigError
+from config.registry import DEFAULT_GRACE_SECONDS
 from config.secret_sources import SecretSourceSettings
 
 __all__ = [
@@ -194,7 +195,7 @@ class SchedulerSettings(_Group):
     batch_size: int = Field(500, ge=1)
     catchup_seconds: float = Field(3600.0, ge=0)
     retire_retry_seconds: float = Field(600.0, gt=0)
-    default_grace_seconds: float = Field(24 * 3600.0, ge=0)
+    default_grace_seconds: float = Field(DEFAULT_GRACE_SECONDS, ge=0)
 
 
 class VerifySettings(_Group):
