@@ -14,6 +14,7 @@ A queue longer than :data:`SEARCH_LIMIT` is a backlog: every rotation counts as 
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from config.celery import ROTATION_QUEUE
@@ -38,38 +39,32 @@ class BrokerView:
     def __init__(self, client: Any, queue: str = ROTATION_QUEUE) -> None:
         self._r = client
         self._queue = queue
-        self._messages: list[bytes] | None = None
-        self._backlog = False
 
     def holds(self, rotation_id: str) -> bool:
         """True if a message naming ``rotation_id`` is queued or reserved (or the queue is
         a backlog too long to search)."""
-        messages = self._load()
-        if self._backlog:
+        if self._messages is None:
             return True
         needle = rotation_id.encode()
-        return any(needle in message for message in messages)
+        return any(needle in message for message in self._messages)
 
-    def _load(self) -> list[bytes]:
-        if self._messages is not None:
-            return self._messages
+    @cached_property
+    def _messages(self) -> list[bytes] | None:
+        """Every message queued or reserved; None for a backlog (not searched)."""
         keys = _queue_keys(self._queue)
         with self._r.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.llen(key)
             lengths = pipe.execute()
         if sum(int(n) for n in lengths) > SEARCH_LIMIT:
-            self._backlog = True
-            self._messages = []
-            return self._messages
+            return None
         # One MULTI: a message moving from a queue to the unacked hash is seen in one of them.
         with self._r.pipeline(transaction=True) as pipe:
             for key in keys:
                 pipe.lrange(key, 0, -1)
             pipe.hvals(UNACKED_KEY)
             rows = pipe.execute()
-        self._messages = [_bytes(m) for row in rows for m in row]
-        return self._messages
+        return [_bytes(m) for row in rows for m in row]
 
 
 def _bytes(value: bytes | str) -> bytes:

@@ -47,11 +47,11 @@ __all__ = [
 
 #: The two kinds of rotation: the auth credential, and the destination's verification token.
 CREDENTIAL_KIND = "auth_credential"
+TOKEN_KIND = "verification_token"
+KINDS = (CREDENTIAL_KIND, TOKEN_KIND)
 #: Record statuses before a task run: claimed (its message sent), and never sent.
 REQUESTED = "requested"
 NOT_SENT = "not_sent"
-TOKEN_KIND = "verification_token"
-KINDS = (CREDENTIAL_KIND, TOKEN_KIND)
 
 # KEYS: active, record, destinations, runs. ARGV: rotation id, claim ttl, destination id,
 # start-by time, record fields... A new claim is also a run that must start by then (a
